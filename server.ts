@@ -1,0 +1,37 @@
+/**
+ * The Gearman job server. Start it from the command line:
+ *
+ * ```sh
+ * deno run -N jsr:@x/gearman/server --port 4730
+ * ```
+ *
+ * or from code with {@link serve}. Every Gearman client and worker (C
+ * libgearman, PHP, Perl, Python, Go, Node, and this package's own) talks to
+ * it unchanged, and `gearadmin` or `nc` can use its admin text protocol on
+ * the same port.
+ *
+ * @example Serve on a free port
+ * ```ts
+ * import { serve } from "@x/gearman/server";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve({ hostname: "127.0.0.1", port: 0 });
+ * assert.ok(server.addr.port > 0);
+ * ```
+ *
+ * @module
+ */
+
+import { runServerCli } from "./src/server/cli.ts";
+
+export {
+  DEFAULT_PORT,
+  serve,
+  type ServeOptions,
+  Server,
+  type ShutdownOptions,
+} from "./src/server/gearman_server.ts";
+
+if (import.meta.main) {
+  Deno.exit(await runServerCli(Deno.args));
+}

@@ -1,0 +1,864 @@
+// The Gearman job server's brain: takes packets from peers, keeps the
+// functions, queues and jobs, and writes replies into peers' outboxes. It
+// never touches a socket, so it can be driven by tests and by other front
+// ends (Gloom) alike.
+
+import { Magic } from "../protocol/packet.ts";
+import { PacketType as T } from "../protocol/packet_type.ts";
+import type { PacketWriter } from "../protocol/packet_writer.ts";
+import { ProtocolError } from "../protocol/protocol_error.ts";
+import {
+  byteString,
+  byteStringBytes,
+  EMPTY,
+  parseDecimal,
+  startsWith,
+} from "../protocol/_bytes.ts";
+import { FunctionEntry } from "./function_entry.ts";
+import { JobState, JobTable, Priority } from "./job_table.ts";
+import { Peer, type PeerConnection } from "./peer.ts";
+import { nextCronTime } from "./cron.ts";
+
+const RES = Magic.RES;
+/** Longest unique id accepted, in bytes (gearmand: GEARMAN_MAX_UNIQUE_SIZE - 1). */
+export const MAX_UNIQUE_SIZE = 64;
+/** Longest function name accepted, in bytes. */
+export const MAX_FUNCTION_NAME_SIZE = 512;
+
+/**
+ * Options for {@link Dispatcher}.
+ */
+export interface DispatcherOptions {
+  /** The host part of job handles: `H:<host>:<n>`. */
+  handleHost: string;
+  /**
+   * Times a job may be handed to a worker that dies (or gives up) holding
+   * it before it is failed; 0 = retry forever.
+   * @default 0
+   */
+  jobRetries?: number;
+  /**
+   * Default queue limit per function and priority; 0 = unlimited.
+   * @default 0
+   */
+  maxQueue?: number;
+  /** Where log lines go. */
+  log?: DispatcherLog;
+  /** Clock in milliseconds (tests may replace it). */
+  now?: () => number;
+}
+
+/** The log calls the dispatcher makes. */
+export interface DispatcherLog {
+  debug(message: string, props?: Record<string, unknown>): void;
+  info(message: string, props?: Record<string, unknown>): void;
+  warn(message: string, props?: Record<string, unknown>): void;
+}
+
+const silentLog: DispatcherLog = { debug() {}, info() {}, warn() {} };
+
+/** A scheduled job: its run-at time and slot/generation. */
+interface Scheduled {
+  at: number;
+  slot: number;
+  gen: number;
+}
+
+/** The Gearman dispatcher: every binary packet's semantics. */
+export class Dispatcher {
+  readonly jobs: JobTable = new JobTable();
+  readonly functions: Map<string, FunctionEntry> = new Map();
+  readonly peers: Map<number, Peer> = new Map();
+  readonly handlePrefix: Uint8Array;
+  readonly startedAt: number;
+  jobRetries: number;
+  defaultMaxQueue: number;
+  readonly log: DispatcherLog;
+  readonly #now: () => number;
+  #functionsById: (FunctionEntry | undefined)[] = [];
+  #nextPeerId = 1;
+  /** Extra clients waiting on a job beyond `jobs.client[slot]`. */
+  #moreClients = new Map<number, number[]>();
+  /** Last WORK_STATUS numerator and denominator by slot. */
+  #status = new Map<number, [Uint8Array, Uint8Array]>();
+  /** Run-at times (ms) of scheduled jobs, by slot. */
+  #runAt = new Map<number, number>();
+  /** Min-heap of scheduled jobs by run-at time. */
+  #schedule: Scheduled[] = [];
+  #scheduleTimer: ReturnType<typeof setTimeout> | undefined;
+  #scheduleTimerAt = Infinity;
+  /** CAN_DO_TIMEOUT timers of running jobs, by slot. */
+  #jobTimers = new Map<number, ReturnType<typeof setTimeout>>();
+  /** Counters for admin and metrics. */
+  readonly stats = {
+    submitted: 0,
+    completed: 0,
+    failed: 0,
+    exceptions: 0,
+    retried: 0,
+  };
+  #stopped = false;
+
+  constructor(options: DispatcherOptions) {
+    const { handleHost, jobRetries = 0, maxQueue = 0, log = silentLog, now = Date.now } = options;
+    this.handlePrefix = byteStringBytes(`H:${handleHost}:`);
+    this.jobRetries = jobRetries;
+    this.defaultMaxQueue = maxQueue;
+    this.log = log;
+    this.#now = now;
+    this.startedAt = now();
+  }
+
+  // ---------------------------------------------------------------- peers
+
+  /** Register a new connection. */
+  addPeer(conn: PeerConnection): Peer {
+    const peer = new Peer(this.#nextPeerId++, conn);
+    this.peers.set(peer.id, peer);
+    return peer;
+  }
+
+  /** A connection went away: requeue what its worker held, forget its waits. */
+  removePeer(peer: Peer): void {
+    if (!this.peers.delete(peer.id)) return;
+    for (const slot of [...peer.jobs]) this.#workerLost(peer, slot, "disconnected");
+    this.#unsleep(peer);
+    for (const f of peer.functions) f.workers.delete(peer);
+    peer.functions = [];
+    for (const slot of peer.waiting) this.#dropClient(slot, peer.id);
+    peer.waiting.clear();
+  }
+
+  /** Stop timers; the dispatcher is not used after this. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#scheduleTimer);
+    for (const t of this.#jobTimers.values()) clearTimeout(t);
+    this.#jobTimers.clear();
+  }
+
+  // -------------------------------------------------------------- helpers
+
+  /** The function named by `name` (a byte string), created on first use. */
+  functionEntry(name: string): FunctionEntry {
+    let f = this.functions.get(name);
+    if (f === undefined) {
+      const id = this.#functionsById.length;
+      f = new FunctionEntry(id, name);
+      this.#functionsById.push(f);
+      this.functions.set(name, f);
+    }
+    return f;
+  }
+
+  /** The function with this id. */
+  functionById(id: number): FunctionEntry {
+    return this.#functionsById[id]!;
+  }
+
+  /** Forget a function with no jobs and no workers; false if it has either. */
+  dropFunction(name: string): boolean {
+    const f = this.functions.get(name);
+    if (f === undefined || f.total > 0 || f.workers.size > 0) return false;
+    this.functions.delete(name);
+    this.#functionsById[f.id] = undefined;
+    return true;
+  }
+
+  /** Write a job's handle into a packet being built. */
+  writeHandle(w: PacketWriter, slot: number): PacketWriter {
+    return w.bytes(this.handlePrefix).decimal(this.jobs.handleNumber(slot));
+  }
+
+  /** A job's handle as a byte string. */
+  handleString(slot: number): string {
+    return byteString(this.handlePrefix) + String(this.jobs.handleNumber(slot));
+  }
+
+  /** The live slot a handle names, or 0. */
+  slotOfHandle(handle: Uint8Array): number {
+    const prefix = this.handlePrefix;
+    if (!startsWith(handle, 0, prefix)) return 0;
+    return this.jobs.slotOf(parseDecimal(handle, prefix.length, handle.length));
+  }
+
+  /** Peers waiting on a job (ids whose peer is still connected). */
+  clientsOf(slot: number): Peer[] {
+    const out: Peer[] = [];
+    const first = this.jobs.client[slot]!;
+    if (first !== 0) {
+      const p = this.peers.get(first);
+      if (p) out.push(p);
+    }
+    const more = this.#moreClients.get(slot);
+    if (more) {
+      for (const id of more) {
+        const p = this.peers.get(id);
+        if (p) out.push(p);
+      }
+    }
+    return out;
+  }
+
+  /** Last status a worker reported for a job. */
+  statusOf(slot: number): [Uint8Array, Uint8Array] | undefined {
+    return this.#status.get(slot);
+  }
+
+  /** Run-at time (ms) of a scheduled job. */
+  runAtOf(slot: number): number | undefined {
+    return this.#runAt.get(slot);
+  }
+
+  #error(peer: Peer, code: string, text: string): void {
+    peer.conn.out().begin(RES, T.ERROR).byteString(code).nul().text(text).end();
+  }
+
+  // ------------------------------------------------------------- dispatch
+
+  /**
+   * Handle one packet from a peer. `body` is a view valid only during the
+   * call. Throws `ProtocolError` when the connection must be closed; the
+   * caller sends the error to the peer.
+   */
+  packet(peer: Peer, type: number, body: Uint8Array): void {
+    switch (type) {
+      case T.SUBMIT_JOB:
+        return this.#submit(peer, body, Priority.NORMAL, false, 0);
+      case T.SUBMIT_JOB_BG:
+        return this.#submit(peer, body, Priority.NORMAL, true, 0);
+      case T.SUBMIT_JOB_HIGH:
+        return this.#submit(peer, body, Priority.HIGH, false, 0);
+      case T.SUBMIT_JOB_HIGH_BG:
+        return this.#submit(peer, body, Priority.HIGH, true, 0);
+      case T.SUBMIT_JOB_LOW:
+        return this.#submit(peer, body, Priority.LOW, false, 0);
+      case T.SUBMIT_JOB_LOW_BG:
+        return this.#submit(peer, body, Priority.LOW, true, 0);
+      case T.SUBMIT_JOB_EPOCH:
+        return this.#submit(peer, body, Priority.NORMAL, true, 1);
+      case T.SUBMIT_JOB_SCHED:
+        return this.#submit(peer, body, Priority.NORMAL, true, 5);
+      case T.SUBMIT_REDUCE_JOB:
+        return this.#submit(peer, body, Priority.NORMAL, false, 2);
+      case T.SUBMIT_REDUCE_JOB_BACKGROUND:
+        return this.#submit(peer, body, Priority.NORMAL, true, 2);
+      case T.GRAB_JOB:
+      case T.GRAB_JOB_UNIQ:
+      case T.GRAB_JOB_ALL:
+        return this.#grab(peer, type);
+      case T.PRE_SLEEP:
+        return this.#preSleep(peer);
+      case T.WORK_COMPLETE:
+      case T.WORK_FAIL:
+      case T.WORK_EXCEPTION:
+        return this.#workDone(peer, type, body);
+      case T.WORK_DATA:
+      case T.WORK_WARNING:
+      case T.WORK_STATUS:
+        return this.#workUpdate(peer, type, body);
+      case T.CAN_DO:
+        return this.#canDo(peer, body, -1);
+      case T.CAN_DO_TIMEOUT: {
+        const nul = body.indexOf(0);
+        const name = nul < 0 ? body : body.subarray(0, nul);
+        const timeout = nul < 0 ? 0 : parseDecimal(body, nul + 1, body.length);
+        return this.#canDo(peer, name, timeout < 0 ? 0 : timeout);
+      }
+      case T.CANT_DO:
+        return this.#cantDo(peer, byteString(body));
+      case T.RESET_ABILITIES:
+        for (const f of [...peer.functions]) this.#cantDo(peer, f.name);
+        return;
+      case T.GET_STATUS:
+        return this.#getStatus(peer, body);
+      case T.GET_STATUS_UNIQUE:
+        return this.#getStatusUnique(peer, body);
+      case T.ECHO_REQ:
+        peer.conn.out().begin(RES, T.ECHO_RES).bytes(body).end();
+        return;
+      case T.OPTION_REQ: {
+        const option = byteString(body);
+        if (option === "exceptions") {
+          peer.exceptions = true;
+          peer.conn.out().begin(RES, T.OPTION_RES).bytes(body).end();
+        } else {
+          this.#error(peer, "UNKNOWN_OPTION", `Unknown option "${option}"; known: exceptions`);
+        }
+        return;
+      }
+      case T.SET_CLIENT_ID:
+        peer.clientId = body.length > 0 ? byteString(body) : "-";
+        return;
+      default:
+        if (type >= 1 && type <= 42) {
+          this.#error(
+            peer,
+            "INVALID_COMMAND",
+            "Command not expected: this packet type is sent by servers, not to them",
+          );
+          return;
+        }
+        throw new ProtocolError(
+          "UNKNOWN_COMMAND",
+          `Unknown packet type ${type}; known types are 1 to 42. Closing the connection`,
+        );
+    }
+  }
+
+  // ------------------------------------------------------------- workers
+
+  #canDo(peer: Peer, name: Uint8Array, timeout: number): void {
+    if (name.length === 0 || name.length > MAX_FUNCTION_NAME_SIZE) {
+      this.#error(
+        peer,
+        "INVALID_FUNCTION_NAME",
+        `Function name must be 1 to ${MAX_FUNCTION_NAME_SIZE} bytes, got ${name.length}`,
+      );
+      return;
+    }
+    const f = this.functionEntry(byteString(name));
+    if (!f.workers.has(peer)) {
+      f.workers.add(peer);
+      peer.functions.push(f);
+      if (peer.sleeping) f.sleepers.add(peer);
+    }
+    if (timeout >= 0) {
+      if (timeout > 0) (peer.timeouts ??= new Map()).set(f.id, timeout);
+      else peer.timeouts?.delete(f.id);
+    }
+  }
+
+  #cantDo(peer: Peer, name: string): void {
+    const f = this.functions.get(name);
+    if (f === undefined || !f.workers.delete(peer)) return;
+    f.sleepers.delete(peer);
+    peer.functions = peer.functions.filter((x) => x !== f);
+    peer.timeouts?.delete(f.id);
+    // A worker that can no longer do a function gives its jobs back.
+    for (const slot of [...peer.jobs]) {
+      if (this.jobs.fn[slot] === f.id) this.#workerLost(peer, slot, "sent CANT_DO for");
+    }
+  }
+
+  #preSleep(peer: Peer): void {
+    for (const f of peer.functions) {
+      if (f.ready > 0) {
+        this.#noop(peer);
+        return;
+      }
+    }
+    if (peer.sleeping) return;
+    peer.sleeping = true;
+    peer.noopSent = false;
+    for (const f of peer.functions) f.sleepers.add(peer);
+  }
+
+  #unsleep(peer: Peer): void {
+    if (!peer.sleeping) return;
+    peer.sleeping = false;
+    for (const f of peer.functions) f.sleepers.delete(peer);
+  }
+
+  #noop(peer: Peer): void {
+    this.#unsleep(peer);
+    peer.noopSent = true;
+    peer.conn.out().begin(RES, T.NOOP).end();
+  }
+
+  /** Wake one sleeping worker of `f`, if any. */
+  #wakeOne(f: FunctionEntry): void {
+    if (f.sleepers.size === 0) return;
+    for (const w of f.sleepers) {
+      this.#noop(w);
+      return;
+    }
+  }
+
+  #grab(peer: Peer, type: number): void {
+    this.#unsleep(peer);
+    peer.noopSent = false;
+    const jobs = this.jobs;
+    const fns = peer.functions;
+    for (let p = 0; p < 3; p++) {
+      for (let i = 0; i < fns.length; i++) {
+        const f = fns[i]!;
+        const q = f.queues[p]!;
+        const slot = q.shift(jobs);
+        if (slot === 0) continue;
+        this.#assign(peer, f, slot, type);
+        // Others may have been woken for jobs this worker did not take.
+        for (const g of fns) if (g.ready > 0) this.#wakeOne(g);
+        return;
+      }
+    }
+    peer.conn.out().begin(RES, T.NO_JOB).end();
+  }
+
+  #assign(peer: Peer, f: FunctionEntry, slot: number, type: number): void {
+    const jobs = this.jobs;
+    jobs.state[slot] = JobState.RUNNING;
+    jobs.worker[slot] = peer.id;
+    peer.jobs.add(slot);
+    f.running++;
+    const w = peer.conn.out();
+    const unique = jobs.unique(slot);
+    const data = jobs.data(slot);
+    if (type === T.GRAB_JOB) {
+      this.writeHandle(w.begin(RES, T.JOB_ASSIGN), slot).nul().bytes(f.nameBytes).nul().bytes(data)
+        .end();
+    } else {
+      this.writeHandle(w.begin(RES, T.JOB_ASSIGN_UNIQ), slot).nul().bytes(f.nameBytes).nul()
+        .bytes(unique).nul().bytes(data).end();
+    }
+    const timeout = peer.timeouts?.get(f.id);
+    if (timeout !== undefined && !this.#stopped) {
+      const gen = jobs.gen[slot]!;
+      this.#jobTimers.set(
+        slot,
+        setTimeout(() => this.#timedOut(peer, slot, gen, timeout), timeout),
+      );
+    }
+  }
+
+  #timedOut(peer: Peer, slot: number, gen: number, timeout: number): void {
+    this.#jobTimers.delete(slot);
+    const jobs = this.jobs;
+    if (jobs.gen[slot] !== gen || jobs.worker[slot] !== peer.id) return;
+    this.log.warn(
+      "Job {handle} of {function} ran past the worker's CAN_DO_TIMEOUT of {timeout} ms; failing it",
+      {
+        handle: this.handleString(slot),
+        function: this.functionById(jobs.fn[slot]!).name,
+        timeout,
+      },
+    );
+    this.#relayFail(slot);
+    this.#finish(slot);
+    this.stats.failed++;
+  }
+
+  /** A worker died or gave up holding a job: requeue it, or fail it past the retry limit. */
+  #workerLost(peer: Peer, slot: number, why: string): void {
+    const jobs = this.jobs;
+    const f = this.functionById(jobs.fn[slot]!);
+    const retries = ++jobs.retries[slot]!;
+    if (this.jobRetries > 0 && retries >= this.jobRetries) {
+      this.log.warn(
+        "Job {handle} of {function} failed: its worker {why} it {retries} times (--job-retries {limit})",
+        { handle: this.handleString(slot), function: f.name, why, retries, limit: this.jobRetries },
+      );
+      this.#relayFail(slot);
+      this.#finish(slot);
+      this.stats.failed++;
+      return;
+    }
+    peer.jobs.delete(slot);
+    this.#clearJobTimer(slot);
+    f.running--;
+    jobs.worker[slot] = 0;
+    jobs.state[slot] = JobState.QUEUED;
+    this.#status.delete(slot);
+    f.queues[jobs.priority[slot]!]!.unshift(jobs, slot);
+    this.stats.retried++;
+    this.#wakeOne(f);
+  }
+
+  #clearJobTimer(slot: number): void {
+    const timer = this.#jobTimers.get(slot);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.#jobTimers.delete(slot);
+  }
+
+  #relayFail(slot: number): void {
+    for (const c of this.clientsOf(slot)) {
+      this.writeHandle(c.conn.out().begin(RES, T.WORK_FAIL), slot).end();
+    }
+  }
+
+  #jobOfWorker(peer: Peer, handle: Uint8Array, what: string): number {
+    const slot = this.slotOfHandle(handle);
+    if (slot === 0 || this.jobs.worker[slot] !== peer.id) {
+      this.#error(
+        peer,
+        "JOB_NOT_FOUND",
+        `Cannot accept ${what} for job "${
+          byteString(handle)
+        }": no such job is held by this worker connection`,
+      );
+      return 0;
+    }
+    return slot;
+  }
+
+  #workUpdate(peer: Peer, type: number, body: Uint8Array): void {
+    const nul = body.indexOf(0);
+    const handle = nul < 0 ? body : body.subarray(0, nul);
+    const slot = this.#jobOfWorker(
+      peer,
+      handle,
+      type === T.WORK_STATUS ? "WORK_STATUS" : type === T.WORK_DATA ? "WORK_DATA" : "WORK_WARNING",
+    );
+    if (slot === 0) return;
+    if (type === T.WORK_STATUS) {
+      const rest = nul < 0 ? EMPTY : body.subarray(nul + 1);
+      const nul2 = rest.indexOf(0);
+      const num = (nul2 < 0 ? rest : rest.subarray(0, nul2)).slice();
+      const den = (nul2 < 0 ? EMPTY : rest.subarray(nul2 + 1)).slice();
+      this.#status.set(slot, [num, den]);
+    }
+    this.#relay(slot, type, body, false);
+  }
+
+  /** Forward a worker's packet body unchanged to every client waiting on the job. */
+  #relay(slot: number, type: number, body: Uint8Array, exceptionsOnly: boolean): void {
+    const jobs = this.jobs;
+    const first = jobs.client[slot]!;
+    if (first === 0) return;
+    const p = this.peers.get(first);
+    if (p !== undefined && (!exceptionsOnly || p.exceptions)) {
+      p.conn.out().begin(RES, type).bytes(body).end();
+    }
+    const more = this.#moreClients.get(slot);
+    if (more === undefined) return;
+    for (const id of more) {
+      const c = this.peers.get(id);
+      if (c !== undefined && (!exceptionsOnly || c.exceptions)) {
+        c.conn.out().begin(RES, type).bytes(body).end();
+      }
+    }
+  }
+
+  #workDone(peer: Peer, type: number, body: Uint8Array): void {
+    const nul = body.indexOf(0);
+    const handle = nul < 0 ? body : body.subarray(0, nul);
+    const what = type === T.WORK_COMPLETE
+      ? "WORK_COMPLETE"
+      : type === T.WORK_FAIL
+      ? "WORK_FAIL"
+      : "WORK_EXCEPTION";
+    const slot = this.#jobOfWorker(peer, handle, what);
+    if (slot === 0) return;
+    if (type === T.WORK_EXCEPTION) {
+      // Clients that asked for exceptions get WORK_EXCEPTION; the job ends
+      // with WORK_FAIL for everyone, as gearmand does.
+      this.#relay(slot, type, body, true);
+      this.#relayFail(slot);
+      this.stats.exceptions++;
+    } else if (type === T.WORK_FAIL) {
+      this.#relayFail(slot);
+      this.stats.failed++;
+    } else {
+      this.#relay(slot, type, body, false);
+      this.stats.completed++;
+    }
+    this.#finish(slot);
+  }
+
+  /** Remove a running or queued job for good. */
+  #finish(slot: number): void {
+    const jobs = this.jobs;
+    const f = this.functionById(jobs.fn[slot]!);
+    const state = jobs.state[slot];
+    if (state === JobState.RUNNING) {
+      f.running--;
+      this.peers.get(jobs.worker[slot]!)?.jobs.delete(slot);
+      this.#clearJobTimer(slot);
+    } else if (state === JobState.QUEUED) {
+      f.queues[jobs.priority[slot]!]!.remove(jobs, slot);
+    } else if (state === JobState.SCHEDULED) {
+      f.scheduled--;
+      this.#runAt.delete(slot);
+    }
+    if (jobs.uniqueLen[slot]! > 0) {
+      const key = uniqueKey(jobs.unique(slot), jobs.data(slot));
+      if (f.uniques.get(key) === slot) f.uniques.delete(key);
+    }
+    const first = jobs.client[slot]!;
+    if (first !== 0) this.peers.get(first)?.waiting.delete(slot);
+    const more = this.#moreClients.get(slot);
+    if (more !== undefined) {
+      for (const id of more) this.peers.get(id)?.waiting.delete(slot);
+      this.#moreClients.delete(slot);
+    }
+    this.#status.delete(slot);
+    jobs.free(slot);
+  }
+
+  /** Cancel a queued or scheduled job (admin `cancel job`). */
+  cancel(slot: number): boolean {
+    const state = this.jobs.state[slot];
+    if (state !== JobState.QUEUED && state !== JobState.SCHEDULED) return false;
+    this.#relayFail(slot);
+    this.#finish(slot);
+    return true;
+  }
+
+  // ------------------------------------------------------------- clients
+
+  #dropClient(slot: number, peerId: number): void {
+    const jobs = this.jobs;
+    if (jobs.client[slot] === peerId) {
+      const more = this.#moreClients.get(slot);
+      const next = more?.shift() ?? 0;
+      if (more !== undefined && more.length === 0) this.#moreClients.delete(slot);
+      jobs.client[slot] = next;
+    } else {
+      const more = this.#moreClients.get(slot);
+      if (more !== undefined) {
+        const i = more.indexOf(peerId);
+        if (i >= 0) more.splice(i, 1);
+        if (more.length === 0) this.#moreClients.delete(slot);
+      }
+    }
+    // A foreground job nobody waits for any more is not worth running.
+    if (
+      jobs.client[slot] === 0 && jobs.background[slot] === 0 &&
+      jobs.state[slot] === JobState.QUEUED
+    ) {
+      this.#finish(slot);
+    }
+  }
+
+  #submit(peer: Peer, body: Uint8Array, priority: number, background: boolean, extra: number) {
+    // Arguments: function, unique, then `extra` more (epoch: 1, reduce: 2, sched: 5), then data.
+    const n1 = body.indexOf(0);
+    const n2 = n1 < 0 ? -1 : body.indexOf(0, n1 + 1);
+    if (n2 < 0) {
+      this.#error(
+        peer,
+        "INVALID_ARGUMENTS",
+        "Cannot submit job: packet needs function name and unique id, each followed by a NUL byte",
+      );
+      return;
+    }
+    let dataStart = n2 + 1;
+    let runAt = 0;
+    if (extra > 0) {
+      const fields: [number, number][] = [];
+      for (let i = 0; i < extra; i++) {
+        const nul = body.indexOf(0, dataStart);
+        if (nul < 0) {
+          this.#error(
+            peer,
+            "INVALID_ARGUMENTS",
+            `Cannot submit job: packet is missing ${extra - i} NUL-terminated argument(s)`,
+          );
+          return;
+        }
+        fields.push([dataStart, nul]);
+        dataStart = nul + 1;
+      }
+      if (extra === 1) {
+        const epoch = parseDecimal(body, fields[0]![0], fields[0]![1]);
+        runAt = epoch > 0 ? epoch * 1000 : 0;
+      } else if (extra === 5) {
+        const cron = fields.map(([s, e]) => byteString(body, s, e));
+        const at = nextCronTime(cron, this.#now());
+        if (at === undefined) {
+          this.#error(
+            peer,
+            "INVALID_ARGUMENTS",
+            `Cannot schedule job: no time matches minute/hour/day/month/weekday "${
+              cron.join(" ")
+            }"`,
+          );
+          return;
+        }
+        runAt = at;
+      }
+    }
+    if (n1 === 0 || n1 > MAX_FUNCTION_NAME_SIZE) {
+      this.#error(
+        peer,
+        "INVALID_FUNCTION_NAME",
+        `Cannot submit job: function name must be 1 to ${MAX_FUNCTION_NAME_SIZE} bytes, got ${n1}`,
+      );
+      return;
+    }
+    const uniqueLen = n2 - n1 - 1;
+    if (uniqueLen > MAX_UNIQUE_SIZE) {
+      this.#error(
+        peer,
+        "INVALID_ARGUMENTS",
+        `Unique value too large: ${uniqueLen} bytes, the limit is ${MAX_UNIQUE_SIZE}`,
+      );
+      return;
+    }
+    // Function lookup, skipping the decode when it is the same as last time.
+    let f = peer.lastFn;
+    if (f === undefined || f.nameBytes.length !== n1 || !startsWith(body, 0, f.nameBytes)) {
+      f = this.functionEntry(byteString(body, 0, n1));
+      peer.lastFn = f;
+    } else if (this.functions.get(f.name) !== f) {
+      f = this.functionEntry(f.name);
+      peer.lastFn = f;
+    }
+    const unique = body.subarray(n1 + 1, n2);
+    const data = body.subarray(dataStart);
+    const jobs = this.jobs;
+
+    let key: string | undefined;
+    if (uniqueLen > 0) {
+      key = uniqueKey(unique, data);
+      const existing = f.uniques.get(key);
+      if (existing !== undefined) {
+        if (!background) this.#addClient(existing, peer);
+        this.writeHandle(peer.conn.out().begin(RES, T.JOB_CREATED), existing).end();
+        return;
+      }
+    }
+
+    const limit = f.maxQueue?.[priority] ?? this.defaultMaxQueue;
+    if (limit > 0 && f.queues[priority]!.length >= limit) {
+      this.#error(peer, "QUEUE_ERROR", "Job queue is full");
+      return;
+    }
+
+    const slot = jobs.add(f.id, priority, background, unique, data);
+    this.stats.submitted++;
+    if (key !== undefined) f.uniques.set(key, slot);
+    if (!background) this.#addClient(slot, peer);
+    this.writeHandle(peer.conn.out().begin(RES, T.JOB_CREATED), slot).end();
+
+    if (runAt > this.#now()) {
+      jobs.state[slot] = JobState.SCHEDULED;
+      f.scheduled++;
+      this.#runAt.set(slot, runAt);
+      this.#pushSchedule({ at: runAt, slot, gen: jobs.gen[slot]! });
+      return;
+    }
+    f.queues[priority]!.push(jobs, slot);
+    this.#wakeOne(f);
+  }
+
+  #addClient(slot: number, peer: Peer): void {
+    const jobs = this.jobs;
+    if (peer.waiting.has(slot)) return;
+    peer.waiting.add(slot);
+    if (jobs.client[slot] === 0) {
+      jobs.client[slot] = peer.id;
+      return;
+    }
+    let more = this.#moreClients.get(slot);
+    if (more === undefined) this.#moreClients.set(slot, more = []);
+    more.push(peer.id);
+  }
+
+  #getStatus(peer: Peer, handle: Uint8Array): void {
+    const slot = this.slotOfHandle(handle);
+    const w = peer.conn.out().begin(RES, T.STATUS_RES).bytes(handle).nul();
+    if (slot === 0) {
+      w.byteString("0\x000\x000\x000").end();
+      return;
+    }
+    const running = this.jobs.state[slot] === JobState.RUNNING;
+    const st = this.#status.get(slot);
+    w.byteString(running ? "1\x001\x00" : "1\x000\x00");
+    if (st) w.bytes(st[0]).nul().bytes(st[1]).end();
+    else w.byteString("0\x000").end();
+  }
+
+  /** The live job with this unique id in any function, or 0. */
+  slotOfUnique(unique: Uint8Array): number {
+    if (unique.length === 0) return 0;
+    const key = byteString(unique);
+    for (const f of this.functions.values()) {
+      const slot = f.uniques.get(key);
+      if (slot !== undefined) return slot;
+    }
+    return 0;
+  }
+
+  #getStatusUnique(peer: Peer, unique: Uint8Array): void {
+    const slot = this.slotOfUnique(unique);
+    const w = peer.conn.out().begin(RES, T.STATUS_RES_UNIQUE).bytes(unique).nul();
+    if (slot === 0) {
+      w.byteString("0\x000\x000\x000\x000").end();
+      return;
+    }
+    const running = this.jobs.state[slot] === JobState.RUNNING;
+    const st = this.#status.get(slot);
+    w.byteString(running ? "1\x001\x00" : "1\x000\x00");
+    if (st) w.bytes(st[0]).nul().bytes(st[1]).nul();
+    else w.byteString("0\x000\x00");
+    w.decimal(this.clientsOf(slot).length).end();
+  }
+
+  // ----------------------------------------------------------- schedule
+
+  #pushSchedule(item: Scheduled): void {
+    const heap = this.#schedule;
+    heap.push(item);
+    let i = heap.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (heap[parent]!.at <= item.at) break;
+      heap[i] = heap[parent]!;
+      i = parent;
+    }
+    heap[i] = item;
+    this.#armSchedule();
+  }
+
+  #popSchedule(): Scheduled | undefined {
+    const heap = this.#schedule;
+    const top = heap[0];
+    const last = heap.pop();
+    const n = heap.length;
+    if (n > 0 && last !== undefined) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = -1;
+        let best = last.at;
+        if (l < n && heap[l]!.at < best) {
+          m = l;
+          best = heap[l]!.at;
+        }
+        if (r < n && heap[r]!.at < best) m = r;
+        if (m < 0) break;
+        heap[i] = heap[m]!;
+        i = m;
+      }
+      heap[i] = last;
+    }
+    return top;
+  }
+
+  #armSchedule(): void {
+    const next = this.#schedule[0];
+    if (next === undefined || this.#stopped) return;
+    if (next.at >= this.#scheduleTimerAt) return;
+    clearTimeout(this.#scheduleTimer);
+    this.#scheduleTimerAt = next.at;
+    const delay = Math.max(0, Math.min(next.at - this.#now(), 2 ** 31 - 1));
+    this.#scheduleTimer = setTimeout(this.#runSchedule, delay);
+  }
+
+  #runSchedule = (): void => {
+    this.#scheduleTimer = undefined;
+    this.#scheduleTimerAt = Infinity;
+    const now = this.#now();
+    const jobs = this.jobs;
+    while (this.#schedule.length > 0 && this.#schedule[0]!.at <= now) {
+      const { slot, gen } = this.#popSchedule()!;
+      if (jobs.gen[slot] !== gen || jobs.state[slot] !== JobState.SCHEDULED) continue;
+      this.#runAt.delete(slot);
+      const f = this.functionById(jobs.fn[slot]!);
+      f.scheduled--;
+      jobs.state[slot] = JobState.QUEUED;
+      f.queues[jobs.priority[slot]!]!.push(jobs, slot);
+      this.#wakeOne(f);
+    }
+    this.#armSchedule();
+  };
+}
+
+/** The coalescing key: the unique id, or the data when the unique is "-". */
+function uniqueKey(unique: Uint8Array, data: Uint8Array): string {
+  if (unique.length === 1 && unique[0] === 45 /* - */) return "-\0" + byteString(data);
+  return byteString(unique);
+}

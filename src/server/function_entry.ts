@@ -1,0 +1,48 @@
+// One Gearman function: its three priority queues, unique index, capable
+// and sleeping workers, and counters.
+
+import { JobQueue } from "./job_table.ts";
+import type { Peer } from "./peer.ts";
+import { byteStringBytes } from "../protocol/_bytes.ts";
+
+/** A function the server knows, by CAN_DO, a submit or `create function`. */
+export class FunctionEntry {
+  readonly id: number;
+  /** The name as a byte string. */
+  readonly name: string;
+  readonly nameBytes: Uint8Array;
+  /** Queued jobs by priority (high, normal, low). */
+  readonly queues: readonly [JobQueue, JobQueue, JobQueue] = [
+    new JobQueue(),
+    new JobQueue(),
+    new JobQueue(),
+  ];
+  /** Jobs waiting for their run-at time. */
+  scheduled = 0;
+  /** Jobs handed to workers. */
+  running = 0;
+  /** Workers that can do this function. */
+  readonly workers: Set<Peer> = new Set();
+  /** Capable workers asleep after PRE_SLEEP and not yet woken. */
+  readonly sleepers: Set<Peer> = new Set();
+  /** Unique key to slot, for coalescing. */
+  readonly uniques: Map<string, number> = new Map();
+  /** Queue limits by priority; 0 = unlimited. Undefined: the server default. */
+  maxQueue: [number, number, number] | undefined;
+
+  constructor(id: number, name: string) {
+    this.id = id;
+    this.name = name;
+    this.nameBytes = byteStringBytes(name);
+  }
+
+  /** Jobs in the queues, ready for a worker. */
+  get ready(): number {
+    return this.queues[0].length + this.queues[1].length + this.queues[2].length;
+  }
+
+  /** Queued, scheduled and running jobs: the `status` TOTAL column. */
+  get total(): number {
+    return this.ready + this.scheduled + this.running;
+  }
+}

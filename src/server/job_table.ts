@@ -1,0 +1,218 @@
+// All jobs the server knows, as a struct of typed arrays indexed by slot:
+// no object and no ArrayBuffer per job. Slot 0 is never used, so 0 means
+// "none" in every link field. Handles carry the slot and its generation
+// (`n = gen * 2^32 + slot`), so finding a job by handle needs no Map.
+
+import { PayloadStore } from "./payload_store.ts";
+
+/** Job states. */
+export const JobState = {
+  FREE: 0,
+  /** Waiting in its function's queue. */
+  QUEUED: 1,
+  /** Handed to a worker. */
+  RUNNING: 2,
+  /** Waiting for its run-at time (SUBMIT_JOB_EPOCH / _SCHED). */
+  SCHEDULED: 3,
+} as const;
+
+/** Job priorities, in the order workers are served. */
+export const Priority = { HIGH: 0, NORMAL: 1, LOW: 2 } as const;
+/** A job priority. */
+export type Priority = typeof Priority[keyof typeof Priority];
+
+const SLOT_SPACE = 2 ** 32;
+/** Generations wrap here so `gen * 2^32 + slot` stays a safe integer. */
+const GEN_LIMIT = 2 ** 20;
+const INITIAL_CAPACITY = 1024;
+
+/** Struct-of-arrays job storage with a free list. */
+export class JobTable {
+  readonly payloads: PayloadStore = new PayloadStore();
+  capacity = 0;
+  /** Generation of each slot: bumped when the slot is freed. */
+  gen: Uint32Array = new Uint32Array(0);
+  state: Uint8Array = new Uint8Array(0);
+  priority: Uint8Array = new Uint8Array(0);
+  background: Uint8Array = new Uint8Array(0);
+  /** Function id. */
+  fn: Uint32Array = new Uint32Array(0);
+  /** Queue links (and the free list, through `next`). */
+  next: Uint32Array = new Uint32Array(0);
+  prev: Uint32Array = new Uint32Array(0);
+  payload: Float64Array = new Float64Array(0);
+  uniqueLen: Uint8Array = new Uint8Array(0);
+  dataLen: Uint32Array = new Uint32Array(0);
+  /** First client waiting on the job (peer id), 0 for none. */
+  client: Uint32Array = new Uint32Array(0);
+  /** Worker holding the job (peer id), 0 for none. */
+  worker: Uint32Array = new Uint32Array(0);
+  /** Times a worker died or gave up holding this job. */
+  retries: Uint16Array = new Uint16Array(0);
+  #freeHead = 0;
+  #unused = 1;
+  #count = 0;
+
+  constructor() {
+    this.#grow(INITIAL_CAPACITY);
+  }
+
+  /** Live jobs. */
+  get count(): number {
+    return this.#count;
+  }
+
+  #grow(capacity: number): void {
+    const grow = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(
+      old: T,
+      make: new (n: number) => T,
+    ): T => {
+      const next = new make(capacity);
+      next.set(old as never);
+      return next;
+    };
+    this.gen = grow(this.gen, Uint32Array);
+    this.state = grow(this.state, Uint8Array);
+    this.priority = grow(this.priority, Uint8Array);
+    this.background = grow(this.background, Uint8Array);
+    this.fn = grow(this.fn, Uint32Array);
+    this.next = grow(this.next, Uint32Array);
+    this.prev = grow(this.prev, Uint32Array);
+    this.payload = grow(this.payload, Float64Array);
+    this.uniqueLen = grow(this.uniqueLen, Uint8Array);
+    this.dataLen = grow(this.dataLen, Uint32Array);
+    this.client = grow(this.client, Uint32Array);
+    this.worker = grow(this.worker, Uint32Array);
+    this.retries = grow(this.retries, Uint16Array);
+    this.capacity = capacity;
+  }
+
+  /** Allocate a slot and store the job's fields and payload. */
+  add(
+    fn: number,
+    priority: number,
+    background: boolean,
+    unique: Uint8Array,
+    data: Uint8Array,
+  ): number {
+    let slot = this.#freeHead;
+    if (slot !== 0) {
+      this.#freeHead = this.next[slot]!;
+    } else {
+      if (this.#unused >= this.capacity) {
+        if (this.capacity * 2 > SLOT_SPACE) {
+          throw new RangeError("Cannot add job: job table is full");
+        }
+        this.#grow(this.capacity * 2);
+      }
+      slot = this.#unused++;
+    }
+    this.#count++;
+    this.state[slot] = JobState.QUEUED;
+    this.priority[slot] = priority;
+    this.background[slot] = background ? 1 : 0;
+    this.fn[slot] = fn;
+    this.next[slot] = 0;
+    this.prev[slot] = 0;
+    this.payload[slot] = this.payloads.store(unique, data);
+    this.uniqueLen[slot] = unique.length;
+    this.dataLen[slot] = data.length;
+    this.client[slot] = 0;
+    this.worker[slot] = 0;
+    this.retries[slot] = 0;
+    return slot;
+  }
+
+  /** Free a slot; its handle stops resolving. */
+  free(slot: number): void {
+    this.payloads.free(this.payload[slot]!, this.uniqueLen[slot]! + this.dataLen[slot]!);
+    this.state[slot] = JobState.FREE;
+    this.gen[slot] = (this.gen[slot]! + 1) % GEN_LIMIT;
+    this.client[slot] = 0;
+    this.worker[slot] = 0;
+    this.next[slot] = this.#freeHead;
+    this.#freeHead = slot;
+    this.#count--;
+  }
+
+  /** The job's handle number. */
+  handleNumber(slot: number): number {
+    return this.gen[slot]! * SLOT_SPACE + slot;
+  }
+
+  /** The live slot a handle number names, or 0. */
+  slotOf(handleNumber: number): number {
+    if (handleNumber < 0) return 0;
+    const slot = handleNumber % SLOT_SPACE;
+    if (slot === 0 || slot >= this.#unused) return 0;
+    if (this.state[slot] === JobState.FREE) return 0;
+    return (handleNumber - slot) / SLOT_SPACE === this.gen[slot] ? slot : 0;
+  }
+
+  /** The job's unique id bytes (a view: copy to keep). */
+  unique(slot: number): Uint8Array {
+    return this.payloads.view(this.payload[slot]!, 0, this.uniqueLen[slot]!);
+  }
+
+  /** The job's data bytes (a view: copy to keep). */
+  data(slot: number): Uint8Array {
+    return this.payloads.view(this.payload[slot]!, this.uniqueLen[slot]!, this.dataLen[slot]!);
+  }
+
+  /** Every live slot, in slot order. */
+  *slots(): IterableIterator<number> {
+    for (let s = 1; s < this.#unused; s++) if (this.state[s] !== JobState.FREE) yield s;
+  }
+}
+
+/** A FIFO of job slots, linked through the table's next/prev arrays. */
+export class JobQueue {
+  head = 0;
+  tail = 0;
+  length = 0;
+
+  /** Append a slot at the tail. */
+  push(t: JobTable, slot: number): void {
+    t.next[slot] = 0;
+    t.prev[slot] = this.tail;
+    if (this.tail !== 0) t.next[this.tail] = slot;
+    else this.head = slot;
+    this.tail = slot;
+    this.length++;
+  }
+
+  /** Put a slot at the head. */
+  unshift(t: JobTable, slot: number): void {
+    t.prev[slot] = 0;
+    t.next[slot] = this.head;
+    if (this.head !== 0) t.prev[this.head] = slot;
+    else this.tail = slot;
+    this.head = slot;
+    this.length++;
+  }
+
+  /** Take the head slot, or 0. */
+  shift(t: JobTable): number {
+    const slot = this.head;
+    if (slot === 0) return 0;
+    this.head = t.next[slot]!;
+    if (this.head !== 0) t.prev[this.head] = 0;
+    else this.tail = 0;
+    t.next[slot] = 0;
+    this.length--;
+    return slot;
+  }
+
+  /** Unlink a slot from anywhere in the queue. */
+  remove(t: JobTable, slot: number): void {
+    const p = t.prev[slot]!;
+    const n = t.next[slot]!;
+    if (p !== 0) t.next[p] = n;
+    else this.head = n;
+    if (n !== 0) t.prev[n] = p;
+    else this.tail = p;
+    t.next[slot] = 0;
+    t.prev[slot] = 0;
+    this.length--;
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * One Gearman connection over a `Deno.Conn`: a read loop feeding a
+ * {@link PacketFramer}, and an outbox whose packets are coalesced into one
+ * write per turn of the event loop, with at most one write in flight.
+ *
+ * @module
+ */
+
+import { PacketFramer, type PacketFramerOptions } from "../protocol/packet_framer.ts";
+import type { FramerSink } from "../protocol/packet_framer.ts";
+import { ProtocolError } from "../protocol/protocol_error.ts";
+import { PacketWriter } from "../protocol/packet_writer.ts";
+
+/** Default outbox size past which a connection stops being read. */
+export const DEFAULT_MAX_OUTBOX_BYTES: number = 8 * 1024 * 1024;
+
+/**
+ * Options for {@link Connection}.
+ *
+ * @example Limit the outbox
+ * ```ts
+ * import type { ConnectionOptions } from "./connection.ts";
+ * const options: ConnectionOptions = { maxOutboxBytes: 1 << 20 };
+ * console.assert(options.maxOutboxBytes === 1048576);
+ * ```
+ */
+export interface ConnectionOptions extends PacketFramerOptions {
+  /**
+   * Outbox size past which the connection stops being read until the
+   * peer has taken what was written (backpressure).
+   * @default {8 MiB}
+   */
+  maxOutboxBytes?: number;
+  /**
+   * Called when the bytes read break the protocol, before the connection
+   * closes: a chance to write an ERROR packet that will still be flushed.
+   */
+  onProtocolError?: (err: ProtocolError) => void;
+}
+
+/**
+ * A framed, write-coalescing connection. Packets are written with
+ * {@link out}, which schedules one flush per turn of the event loop.
+ *
+ * @example Wrap an accepted connection
+ * ```ts ignore
+ * const conn = new Connection(await listener.accept(), sink, { magic: Magic.REQ });
+ * conn.out().end(conn.out().begin(Magic.RES, PacketType.NOOP));
+ * await conn.run();
+ * ```
+ */
+export class Connection {
+  readonly #conn: Deno.Conn;
+  readonly #framer: PacketFramer;
+  readonly #maxOutbox: number;
+  readonly #onProtocolError: ((err: ProtocolError) => void) | undefined;
+  #out: PacketWriter = new PacketWriter();
+  #spare: PacketWriter = new PacketWriter();
+  #flushScheduled = false;
+  /** Bytes of the write in flight not yet accepted by the socket. */
+  #writing = 0;
+  /** No more reads; pending output is flushed, then the socket closes. */
+  #closing = false;
+  #socketClosed = false;
+  #drained: PromiseWithResolvers<void> | undefined;
+  readonly #done: PromiseWithResolvers<Error | undefined> = Promise.withResolvers();
+  /** Why the connection ended, when it was not a plain EOF or close. */
+  #error: Error | undefined;
+
+  /**
+   * @param conn The socket.
+   * @param sink Receives packets and admin lines.
+   * @param options Framing and outbox options.
+   */
+  constructor(conn: Deno.Conn, sink: FramerSink, options: ConnectionOptions = {}) {
+    this.#conn = conn;
+    this.#framer = new PacketFramer(sink, options);
+    this.#maxOutbox = options.maxOutboxBytes ?? DEFAULT_MAX_OUTBOX_BYTES;
+    this.#onProtocolError = options.onProtocolError;
+  }
+
+  /** The peer's address, as `host:port` (IPv6 in brackets). */
+  get remote(): string {
+    const a = this.#conn.remoteAddr as Deno.NetAddr;
+    if (!("hostname" in a)) return "unix";
+    return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
+  }
+
+  /** The peer's IP address alone. */
+  get remoteHost(): string {
+    const a = this.#conn.remoteAddr as Deno.NetAddr;
+    return "hostname" in a ? a.hostname : "unix";
+  }
+
+  /** Whether the connection is closing or closed. */
+  get closed(): boolean {
+    return this.#closing;
+  }
+
+  /** Bytes written to the outbox and not yet taken by the socket. */
+  get backlog(): number {
+    return this.#out.length + this.#writing;
+  }
+
+  /** Resolves with the ending error (or `undefined`) once the socket is closed. */
+  get done(): Promise<Error | undefined> {
+    return this.#done.promise;
+  }
+
+  /**
+   * The writer to append packets to; a flush is scheduled for the end of
+   * this turn of the event loop.
+   *
+   * @returns The outbox writer.
+   */
+  out(): PacketWriter {
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flush);
+    }
+    return this.#out;
+  }
+
+  #flush = (): void => {
+    this.#flushScheduled = false;
+    if (this.#socketClosed) {
+      this.#out.reset();
+      return;
+    }
+    if (this.#writing === 0 && this.#out.length > 0) void this.#writeLoop();
+  };
+
+  async #writeLoop(): Promise<void> {
+    try {
+      while (this.#out.length > 0 && !this.#socketClosed) {
+        const w = this.#out;
+        this.#out = this.#spare;
+        this.#spare = w;
+        const bytes = w.take();
+        let off = 0;
+        this.#writing = bytes.length;
+        while (off < bytes.length) {
+          off += await this.#conn.write(bytes.subarray(off));
+          this.#writing = bytes.length - off;
+        }
+        w.reset();
+      }
+    } catch (err) {
+      this.#out.reset();
+      this.#spare.reset();
+      this.#error ??= err instanceof Error ? err : new Error(String(err));
+      this.#closeSocket();
+    } finally {
+      this.#writing = 0;
+      const d = this.#drained;
+      this.#drained = undefined;
+      d?.resolve();
+    }
+  }
+
+  /**
+   * Resolves when the outbox is empty (or the socket is gone).
+   *
+   * @returns A promise for the drain.
+   */
+  drained(): Promise<void> {
+    if (this.backlog === 0 || this.#socketClosed) return Promise.resolve();
+    this.#drained ??= Promise.withResolvers();
+    return this.#drained.promise;
+  }
+
+  /**
+   * Read and frame packets until EOF, an error, or {@link close}, then
+   * flush and close. Resolves with the error that ended the connection
+   * (a `ProtocolError` from the framer or the sink, a socket error), or
+   * `undefined` for EOF or a close.
+   *
+   * @returns The error that ended the connection, if any.
+   */
+  async run(): Promise<Error | undefined> {
+    const framer = this.#framer;
+    try {
+      while (!this.#closing) {
+        if (this.backlog > this.#maxOutbox) {
+          await this.drained();
+          continue;
+        }
+        const n = await this.#conn.read(framer.readRegion());
+        if (n === null) break;
+        framer.commit(n);
+      }
+    } catch (err) {
+      if (!this.#socketClosed) this.#error ??= err instanceof Error ? err : new Error(String(err));
+      if (err instanceof ProtocolError && !this.#socketClosed) this.#onProtocolError?.(err);
+    }
+    this.close();
+    return await this.#done.promise;
+  }
+
+  /**
+   * Stop reading; write what the outbox holds (waiting at most
+   * `flushTimeoutMs`), then close the socket. Safe to call more than once
+   * and from a sink callback.
+   *
+   * @param flushTimeoutMs Longest wait for pending output to be taken.
+   */
+  close(flushTimeoutMs = 2000): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#framer.stop();
+    void this.#shutdown(flushTimeoutMs);
+  }
+
+  async #shutdown(flushTimeoutMs: number): Promise<void> {
+    this.#flush();
+    if (this.backlog > 0 && !this.#socketClosed) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, flushTimeoutMs);
+      });
+      while (this.backlog > 0 && !this.#socketClosed) {
+        const before = this.backlog;
+        await Promise.race([this.drained(), timeout]);
+        if (this.backlog >= before) break;
+      }
+      clearTimeout(timer);
+    }
+    this.#closeSocket();
+  }
+
+  #closeSocket(): void {
+    if (this.#socketClosed) return;
+    this.#socketClosed = true;
+    this.#closing = true;
+    this.#framer.stop();
+    try {
+      this.#conn.close();
+    } catch { /* already closed by the peer */ }
+    this.#done.resolve(this.#error);
+  }
+}
