@@ -247,16 +247,16 @@ export class PacketFramer {
         }
         const nl = buf.indexOf(10, Math.max(pos, this.#lineScan));
         if (nl < 0 || nl >= end) {
-          if (end - pos > this.#maxLineLength) {
-            throw new ProtocolError(
-              "LINE_TOO_LONG",
-              `Cannot read admin command: line is longer than ${this.#maxLineLength} bytes without a newline`,
-            );
+          // The line so far, less a last "\r" that may yet turn out to end it.
+          if (end - pos - (buf[end - 1] === 13 ? 1 : 0) > this.#maxLineLength) {
+            throw this.#lineTooLong();
           }
           this.#lineScan = end;
           break;
         }
         const lineEnd = nl > pos && buf[nl - 1] === 13 ? nl - 1 : nl;
+        // Checked here too, or a long line arriving whole would get through.
+        if (lineEnd - pos > this.#maxLineLength) throw this.#lineTooLong();
         this.#lineScan = 0;
         const start = pos;
         pos = nl + 1;
@@ -294,6 +294,13 @@ export class PacketFramer {
     } else {
       this.#start = pos;
     }
+  }
+
+  #lineTooLong(): ProtocolError {
+    return new ProtocolError(
+      "LINE_TOO_LONG",
+      `Cannot read admin command: line is longer than ${this.#maxLineLength} bytes`,
+    );
   }
 
   #checkMagic(pos: number): Magic {

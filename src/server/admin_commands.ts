@@ -5,7 +5,6 @@
 
 import { byteString } from "../protocol/_bytes.ts";
 import type { Dispatcher } from "./dispatcher.ts";
-import { JobState } from "./job_table.ts";
 import type { Peer } from "./peer.ts";
 
 /** What admin commands need from the server around the dispatcher. */
@@ -18,9 +17,11 @@ export interface AdminHost {
   logLevel(): string;
 }
 
-const OK = "OK\n";
-const UNKNOWN = "ERR UNKNOWN_COMMAND Unknown+server+command\n";
-const INCOMPLETE = "ERR INCOMPLETE_ARGS An+incomplete+set+of+arguments+was+sent+to+this+command\n";
+// Reply texts as C++ gearmand 1.1 writes them, so tools that parse them work.
+const OK = "OK\r\n";
+const unknown = (cmd: string) => `ERR UNKNOWN_COMMAND Unknown+server+command${cmd}\r\n`;
+const incomplete = (cmd: string) =>
+  `ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+${cmd}\r\n`;
 
 /** Runs admin text commands against a dispatcher. */
 export class AdminCommands {
@@ -32,14 +33,10 @@ export class AdminCommands {
     this.#host = host;
   }
 
-  /**
-   * Run one admin line (a byte string, no newline) for `peer`. Returns the
-   * reply, or undefined for an empty line (no reply).
-   */
-  run(peer: Peer, line: string): string | undefined {
-    const words = line.trim().split(/\s+/);
+  /** Run one admin line (a byte string, no newline) for `peer`; returns the whole reply. */
+  run(peer: Peer, line: string): string {
+    const words = line.split(" ").filter((w) => w !== "");
     const cmd = words[0]?.toLowerCase() ?? "";
-    if (cmd === "") return undefined;
     switch (cmd) {
       case "workers":
         return this.#workers();
@@ -51,24 +48,27 @@ export class AdminCommands {
         return this.#jobs();
       case "clients":
         return this.#clients();
-      case "show":
-        if (words[1]?.toLowerCase() === "jobs" && words.length === 2) return this.#showJobs();
-        if (words[1]?.toLowerCase() === "unique" && words[2]?.toLowerCase() === "jobs") {
-          return this.#showUniqueJobs();
-        }
-        return UNKNOWN;
+      case "show": {
+        if (words.length === 1) return unknown("show");
+        const what = words.slice(1).join(" ").toLowerCase();
+        if (what === "jobs") return this.#showJobs();
+        if (what === "unique jobs") return this.#showUniqueJobs();
+        return "ERR UNKNOWN_SHOW_ARGUMENTS\r\n";
+      }
       case "cancel":
-        if (words[1]?.toLowerCase() !== "job") return UNKNOWN;
-        if (words.length !== 3) return INCOMPLETE;
+        if (words.length < 3) return unknown("cancel");
+        if (words.length > 3 || words[1]!.toLowerCase() !== "job") return "ERR UNKNOWN_ERROR\r\n";
         return this.#cancel(words[2]!);
       case "create":
-        if (words[1]?.toLowerCase() !== "function") return UNKNOWN;
-        if (words.length !== 3) return INCOMPLETE;
+        if (words.length !== 3 || words[1]!.toLowerCase() !== "function") {
+          return incomplete("create");
+        }
         this.#d.functionEntry(words[2]!);
         return OK;
       case "drop":
-        if (words[1]?.toLowerCase() !== "function") return UNKNOWN;
-        if (words.length !== 3) return INCOMPLETE;
+        if (words.length !== 3 || words[1]!.toLowerCase() !== "function") {
+          return incomplete("drop");
+        }
         return this.#drop(words[2]!);
       case "maxqueue":
         return this.#maxQueue(words);
@@ -80,13 +80,16 @@ export class AdminCommands {
         return `OK ${this.#host.version}\n`;
       case "shutdown": {
         const mode = words[1]?.toLowerCase();
-        if (mode !== undefined && mode !== "graceful") return UNKNOWN;
-        peer.conn.out(); // keep the reply ahead of the close
+        if (words.length > 2 || (mode !== undefined && mode !== "graceful")) {
+          return "ERR INVALID_ARGUMENTS Use+shutdown+or+shutdown+graceful\r\n";
+        }
+        // After this turn, so the OK is written before connections close.
         queueMicrotask(() => this.#host.shutdown(mode === "graceful"));
+        peer.conn.out();
         return OK;
       }
       default:
-        return UNKNOWN;
+        return unknown(words[0] ?? "");
     }
   }
 
@@ -94,7 +97,8 @@ export class AdminCommands {
     let out = "";
     for (const p of this.#d.peers.values()) {
       out += `${p.id} ${p.conn.remoteHost} ${p.clientId} :`;
-      for (const f of p.functions) out += ` ${f.name}`;
+      // Most recently registered first, as gearmand lists them.
+      for (let i = p.functions.length - 1; i >= 0; i--) out += ` ${p.functions[i]!.name}`;
       out += "\n";
     }
     return out + ".\n";
@@ -111,7 +115,8 @@ export class AdminCommands {
   #priorityStatus(): string {
     let out = "";
     for (const f of this.#d.functions.values()) {
-      out += `${f.name}\t${f.queues[0].length}\t${f.queues[1].length}\t${
+      // Scheduled jobs are NORMAL priority (SUBMIT_JOB_EPOCH/_SCHED); gearmand counts them queued.
+      out += `${f.name}\t${f.queues[0].length}\t${f.queues[1].length + f.scheduled}\t${
         f.queues[2].length
       }\t${f.workers.size}\n`;
     }
@@ -123,9 +128,11 @@ export class AdminCommands {
     const jobs = d.jobs;
     let out = "";
     for (const slot of jobs.slots()) {
-      const queued = jobs.state[slot] === JobState.RUNNING ? 0 : 1;
+      // Columns as gearmand: handle, retries, ignored (no one waits), background.
       const ignored = jobs.background[slot] === 0 && d.clientsOf(slot).length === 0 ? 1 : 0;
-      out += `${d.handleString(slot)}\t${jobs.retries[slot]}\t${ignored}\t${queued}\n`;
+      out += `${d.handleString(slot)}\t${jobs.retries[slot]}\t${ignored}\t${
+        jobs.background[slot]
+      }\n`;
     }
     return out + ".\n";
   }
@@ -133,9 +140,7 @@ export class AdminCommands {
   #showUniqueJobs(): string {
     const jobs = this.#d.jobs;
     let out = "";
-    for (const slot of jobs.slots()) {
-      if (jobs.uniqueLen[slot]! > 0) out += `${byteString(jobs.unique(slot))}\n`;
-    }
+    for (const slot of jobs.slots()) out += `${byteString(jobs.unique(slot))}\n`;
     return out + ".\n";
   }
 
@@ -176,29 +181,37 @@ export class AdminCommands {
     const bytes = new Uint8Array(handle.length);
     for (let i = 0; i < handle.length; i++) bytes[i] = handle.charCodeAt(i);
     const slot = d.slotOfHandle(bytes);
-    if (slot === 0) return "ERR JOB_NOT_FOUND Job+handle+not+found\n";
-    if (!d.cancel(slot)) return "ERR JOB_RUNNING Job+is+running+and+cannot+be+cancelled\n";
+    if (slot === 0) return "ERR UNKNOWN_JOB\r\n";
+    d.cancel(slot);
     return OK;
   }
 
   #drop(name: string): string {
     const d = this.#d;
     const f = d.functions.get(name);
-    if (f === undefined) return "ERR UNKNOWN_FUNCTION Function+not+found\n";
+    if (f === undefined) return "ERR function not found\r\n";
+    if (f.workers.size > 0 || f.running > 0) {
+      return "ERR there are still connected workers or executing clients\r\n";
+    }
+    // gearmand drops a function with queued jobs and orphans them; we refuse.
     if (!d.dropFunction(name)) {
-      return "ERR FUNCTION_BUSY There+are+still+connected+workers+or+queued+jobs\n";
+      return "ERR there are still queued jobs; cancel them or let a worker drain them first\r\n";
     }
     return OK;
   }
 
   #maxQueue(words: string[]): string {
-    if (words.length < 2 || words.length === 4 || words.length > 5) return INCOMPLETE;
+    if (words.length < 2) return incomplete("maxqueue");
+    if (words.length === 4 || words.length > 5) {
+      return "ERR INVALID_ARGUMENTS Use+maxqueue+FUNCTION+[MAX]+or+maxqueue+FUNCTION+HIGH+NORMAL+LOW\r\n";
+    }
     const values = words.slice(2).map(Number);
     if (values.some((v) => !Number.isInteger(v))) {
-      return "ERR INVALID_ARGUMENTS Queue+sizes+must+be+integers\n";
+      return "ERR INVALID_ARGUMENTS Queue+sizes+must+be+integers\r\n";
     }
+    // Unlike gearmand, a function not seen yet is created, so the limit holds
+    // when its jobs arrive. Negative means unlimited (0 here); no size resets.
     const f = this.#d.functionEntry(words[1]!);
-    // Negative means unlimited (0 internally); no size resets to the default.
     const clamp = (v: number) => (v < 0 ? 0 : v);
     if (values.length === 0) f.maxQueue = undefined;
     else if (values.length === 1) {

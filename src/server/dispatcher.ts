@@ -221,7 +221,11 @@ export class Dispatcher {
    * call. Throws `ProtocolError` when the connection must be closed; the
    * caller sends the error to the peer.
    */
-  packet(peer: Peer, type: number, body: Uint8Array): void {
+  packet(peer: Peer, type: number, body: Uint8Array, magic: number = Magic.REQ): void {
+    if (magic !== Magic.REQ && type >= 1 && type <= 42) {
+      this.#error(peer, "INVALID_MAGIC", "Request magic expected");
+      return;
+    }
     switch (type) {
       case T.SUBMIT_JOB:
         return this.#submit(peer, body, Priority.NORMAL, false, 0);
@@ -279,24 +283,20 @@ export class Dispatcher {
         return;
       case T.OPTION_REQ: {
         const option = byteString(body);
-        if (option === "exceptions") {
+        if (option.toLowerCase() === "exceptions") {
           peer.exceptions = true;
           peer.conn.out().begin(RES, T.OPTION_RES).bytes(body).end();
         } else {
-          this.#error(peer, "UNKNOWN_OPTION", `Unknown option "${option}"; known: exceptions`);
+          this.#error(peer, "UNKNOWN_OPTION", "Server does not recognize given option");
         }
         return;
       }
       case T.SET_CLIENT_ID:
-        peer.clientId = body.length > 0 ? byteString(body) : "-";
+        peer.clientId = body.length > 0 ? byteString(body, 0, Math.min(body.length, 127)) : "-";
         return;
       default:
         if (type >= 1 && type <= 42) {
-          this.#error(
-            peer,
-            "INVALID_COMMAND",
-            "Command not expected: this packet type is sent by servers, not to them",
-          );
+          this.#error(peer, "INVALID_COMMAND", "Command not expected");
           return;
         }
         throw new ProtocolError(
@@ -426,16 +426,14 @@ export class Dispatcher {
     const jobs = this.jobs;
     if (jobs.gen[slot] !== gen || jobs.worker[slot] !== peer.id) return;
     this.log.warn(
-      "Job {handle} of {function} ran past the worker's CAN_DO_TIMEOUT of {timeout} ms; failing it",
+      "Job {handle} of {function} ran past its worker's CAN_DO_TIMEOUT of {timeout} ms; taking it back",
       {
         handle: this.handleString(slot),
         function: this.functionById(jobs.fn[slot]!).name,
         timeout,
       },
     );
-    this.#relayFail(slot);
-    this.#finish(slot);
-    this.stats.failed++;
+    this.#workerLost(peer, slot, "timed out on");
   }
 
   /** A worker died or gave up holding a job: requeue it, or fail it past the retry limit. */
@@ -459,7 +457,9 @@ export class Dispatcher {
     jobs.worker[slot] = 0;
     jobs.state[slot] = JobState.QUEUED;
     this.#status.delete(slot);
-    f.queues[jobs.priority[slot]!]!.unshift(jobs, slot);
+    // Back of its queue, as gearmand does: a job that kills workers does not
+    // block the ones behind it.
+    f.queues[jobs.priority[slot]!]!.push(jobs, slot);
     this.stats.retried++;
     this.#wakeOne(f);
   }
@@ -471,21 +471,31 @@ export class Dispatcher {
     this.#jobTimers.delete(slot);
   }
 
+  #relayException(slot: number, body: Uint8Array): void {
+    for (const c of this.clientsOf(slot)) {
+      if (c.exceptions) c.conn.out().begin(RES, T.WORK_EXCEPTION).bytes(body).end();
+      else this.writeHandle(c.conn.out().begin(RES, T.WORK_FAIL), slot).end();
+    }
+  }
+
   #relayFail(slot: number): void {
     for (const c of this.clientsOf(slot)) {
       this.writeHandle(c.conn.out().begin(RES, T.WORK_FAIL), slot).end();
     }
   }
 
-  #jobOfWorker(peer: Peer, handle: Uint8Array, what: string): number {
+  /** The job `handle` names if this worker holds it; else an ERROR (gearmand's text) and 0. */
+  #jobOfWorker(peer: Peer, handle: Uint8Array, type: number): number {
     const slot = this.slotOfHandle(handle);
     if (slot === 0 || this.jobs.worker[slot] !== peer.id) {
       this.#error(
         peer,
         "JOB_NOT_FOUND",
-        `Cannot accept ${what} for job "${
-          byteString(handle)
-        }": no such job is held by this worker connection`,
+        type === T.WORK_DATA || type === T.WORK_WARNING
+          ? "Job does not exist on server"
+          : type === T.WORK_EXCEPTION
+          ? "An exception was received for a job that does not exist"
+          : "Job given in work result not found",
       );
       return 0;
     }
@@ -495,11 +505,7 @@ export class Dispatcher {
   #workUpdate(peer: Peer, type: number, body: Uint8Array): void {
     const nul = body.indexOf(0);
     const handle = nul < 0 ? body : body.subarray(0, nul);
-    const slot = this.#jobOfWorker(
-      peer,
-      handle,
-      type === T.WORK_STATUS ? "WORK_STATUS" : type === T.WORK_DATA ? "WORK_DATA" : "WORK_WARNING",
-    );
+    const slot = this.#jobOfWorker(peer, handle, type);
     if (slot === 0) return;
     if (type === T.WORK_STATUS) {
       const rest = nul < 0 ? EMPTY : body.subarray(nul + 1);
@@ -533,18 +539,12 @@ export class Dispatcher {
   #workDone(peer: Peer, type: number, body: Uint8Array): void {
     const nul = body.indexOf(0);
     const handle = nul < 0 ? body : body.subarray(0, nul);
-    const what = type === T.WORK_COMPLETE
-      ? "WORK_COMPLETE"
-      : type === T.WORK_FAIL
-      ? "WORK_FAIL"
-      : "WORK_EXCEPTION";
-    const slot = this.#jobOfWorker(peer, handle, what);
+    const slot = this.#jobOfWorker(peer, handle, type);
     if (slot === 0) return;
     if (type === T.WORK_EXCEPTION) {
-      // Clients that asked for exceptions get WORK_EXCEPTION; the job ends
-      // with WORK_FAIL for everyone, as gearmand does.
-      this.#relay(slot, type, body, true);
-      this.#relayFail(slot);
+      // Clients that asked for exceptions get WORK_EXCEPTION; the others
+      // WORK_FAIL, as gearmand does.
+      this.#relayException(slot, body);
       this.stats.exceptions++;
     } else if (type === T.WORK_FAIL) {
       this.#relayFail(slot);
@@ -586,13 +586,19 @@ export class Dispatcher {
     jobs.free(slot);
   }
 
-  /** Cancel a queued or scheduled job (admin `cancel job`). */
-  cancel(slot: number): boolean {
-    const state = this.jobs.state[slot];
-    if (state !== JobState.QUEUED && state !== JobState.SCHEDULED) return false;
+  /**
+   * Cancel a job (admin `cancel job`): its clients get WORK_FAIL. A queued
+   * or scheduled job is removed; a running one is detached from its clients
+   * and its result, when it comes, goes nowhere.
+   */
+  cancel(slot: number): void {
     this.#relayFail(slot);
-    this.#finish(slot);
-    return true;
+    if (this.jobs.state[slot] !== JobState.RUNNING) {
+      this.#finish(slot);
+      return;
+    }
+    for (const c of this.clientsOf(slot)) this.#dropClient(slot, c.id);
+    this.jobs.background[slot] = 1;
   }
 
   // ------------------------------------------------------------- clients
@@ -679,11 +685,7 @@ export class Dispatcher {
     }
     const uniqueLen = n2 - n1 - 1;
     if (uniqueLen > MAX_UNIQUE_SIZE) {
-      this.#error(
-        peer,
-        "INVALID_ARGUMENTS",
-        `Unique value too large: ${uniqueLen} bytes, the limit is ${MAX_UNIQUE_SIZE}`,
-      );
+      this.#error(peer, "ARGUMENT_TOO_LARGE", "Unique value too large");
       return;
     }
     // Function lookup, skipping the decode when it is the same as last time.
@@ -704,14 +706,16 @@ export class Dispatcher {
       key = uniqueKey(unique, data);
       const existing = f.uniques.get(key);
       if (existing !== undefined) {
-        if (!background) this.#addClient(existing, peer);
+        // A background submit keeps the job alive even if its foreground clients leave.
+        if (background) jobs.background[existing] = 1;
+        else this.#addClient(existing, peer);
         this.writeHandle(peer.conn.out().begin(RES, T.JOB_CREATED), existing).end();
         return;
       }
     }
 
     const limit = f.maxQueue?.[priority] ?? this.defaultMaxQueue;
-    if (limit > 0 && f.queues[priority]!.length >= limit) {
+    if (limit > 0 && f.total >= limit) {
       this.#error(peer, "QUEUE_ERROR", "Job queue is full");
       return;
     }

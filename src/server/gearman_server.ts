@@ -215,13 +215,12 @@ export class Server implements AsyncDisposable {
     let peer!: Peer;
     const admin = this.#admin;
     const connection: Connection = new Connection(conn, {
-      packet: (type, body) => d.packet(peer, type, body),
+      packet: (type, body, magic) => d.packet(peer, type, body, magic),
       line: (line) => {
         const reply = admin.run(peer, byteString(line));
-        if (reply !== undefined) connection.out().byteString(reply);
+        connection.out().byteString(reply);
       },
     }, {
-      magic: Magic.REQ,
       text: true,
       maxPacketSize: this.#maxPacketSize,
       onProtocolError: (err: ProtocolError) => {

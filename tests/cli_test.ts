@@ -1,0 +1,100 @@
+// The server command line, run as a real process.
+
+import assert from "node:assert/strict";
+import { PacketClient } from "../client.ts";
+import { VERSION } from "../src/version.ts";
+
+const serverPath = new URL("../server.ts", import.meta.url).pathname;
+const denoJson = JSON.parse(
+  await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+) as { version: string };
+
+async function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-N", serverPath, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("VERSION matches deno.json", () => {
+  assert.equal(VERSION, denoJson.version);
+});
+
+Deno.test("server CLI --help prints usage and exits 0", async () => {
+  const r = await runCli(["--help"]);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /Usage: deno run -N jsr:@x\/gearman\/server/);
+  assert.match(r.stdout, /--job-retries N/);
+});
+
+Deno.test("server CLI --version prints the version", async () => {
+  const r = await runCli(["--version"]);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout.trim(), `gearman-deno ${VERSION}`);
+});
+
+Deno.test("server CLI rejects bad flags with usage and exit code 2", async (t) => {
+  const cases: [string[], RegExp][] = [
+    [["--bogus"], /Unknown option '--bogus'/],
+    [["--port", "abc"], /--port must be an integer from 0 to 65535, got "abc"/],
+    [["--port", "70000"], /--port must be an integer/],
+    [["--log-level", "loud"], /--log-level must be one of/],
+    [["--job-retries", "-1"], /job-retries/],
+    [["--max-queue", "1.5"], /--max-queue must be an integer/],
+    [["--max-packet-size", "0"], /--max-packet-size must be at least 1/],
+    [["extra"], /Unexpected argument 'extra'/],
+  ];
+  for (const [args, message] of cases) {
+    await t.step(args.join(" "), async () => {
+      const r = await runCli(args);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, message);
+      assert.match(r.stderr, /Usage:/);
+      assert.equal(r.stdout, "");
+    });
+  }
+});
+
+Deno.test("server CLI says when the port is taken, exit code 1", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const r = await runCli(["--host", "127.0.0.1", "--port", String(listener.addr.port)]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /the port is in use/);
+});
+
+Deno.test("server CLI prints its address, serves, and stops cleanly on SIGTERM and SIGINT", async (t) => {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    await t.step(signal, async () => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-N", serverPath, "--host", "127.0.0.1", "--port", "0"],
+        stdout: "piped",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      }).spawn();
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      while (!text.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += value;
+      }
+      const m = text.match(/^listening on 127\.0\.0\.1:(\d+)\n/);
+      assert.ok(m, `unexpected first line: ${JSON.stringify(text)}`);
+      const port = Number(m[1]);
+      {
+        await using c = await PacketClient.connect({ port });
+        c.send("ECHO_REQ", "hi");
+        assert.equal((await c.receive()).name, "ECHO_RES");
+      }
+      child.kill(signal);
+      const status = await child.status;
+      assert.equal(status.code, 0);
+      await reader.cancel();
+      await child.stderr.cancel();
+    });
+  }
+});
