@@ -453,7 +453,7 @@ function eventCollector(): { sink: Required<FramerSink>; events: Event[] } {
     events,
     sink: {
       packet(type, body) {
-        events.push(["packet", type, latin1(body)]);
+        events.push(["packet", type, body.length > 256 ? `${body.length} bytes` : latin1(body)]);
       },
       line(line) {
         events.push(["line", latin1(line)]);
@@ -564,6 +564,40 @@ Deno.test({
     framer.push(enc.encode("ers\n"));
     assert.deepEqual(events, [["line", "status"], ["line", "workers"]]);
     assert.equal(framer.pending, 0);
+  },
+});
+
+Deno.test({
+  name: "PacketFramer finds a pending line's newline after moving the line in its buffer",
+  permissions: "none",
+  fn() {
+    // A packet that almost fills the 64 KiB buffer leaves a line pending at
+    // its end; more bytes then move the line to the front of the buffer.
+    for (let pad = 0; pad <= 24; pad++) {
+      const body = new Uint8Array(64 * 1024 - HEADER_SIZE - pad);
+      const stream = concat([
+        buildPacket(Magic.REQ, "ECHO_REQ", body),
+        enc.encode("status\nworkers\r\n"),
+        buildPacket(Magic.REQ, "NOOP"),
+      ]);
+      const expected: Event[] = [
+        ["packet", PacketType.ECHO_REQ, `${body.length} bytes`],
+        ["line", "status"],
+        ["line", "workers"],
+        ["packet", PacketType.NOOP, ""],
+      ];
+      for (let k = stream.length - 40; k <= stream.length; k++) {
+        for (const step of [1, 3, 16]) {
+          const { sink, events } = eventCollector();
+          const framer = new PacketFramer(sink, { text: true });
+          framer.push(stream.subarray(0, k));
+          for (let i = k; i < stream.length; i += step) {
+            framer.push(stream.subarray(i, Math.min(i + step, stream.length)));
+          }
+          assert.deepEqual(events, expected, `pad ${pad}, split at ${k}, then ${step}-byte chunks`);
+        }
+      }
+    }
   },
 });
 

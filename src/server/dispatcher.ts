@@ -121,12 +121,12 @@ export class Dispatcher {
   /** A connection went away: requeue what its worker held, forget its waits. */
   removePeer(peer: Peer): void {
     if (!this.peers.delete(peer.id)) return;
-    for (const slot of [...peer.jobs]) this.#workerLost(peer, slot, "disconnected");
+    // Stop being a worker first, so requeued jobs wake someone else.
     this.#unsleep(peer);
     for (const f of peer.functions) f.workers.delete(peer);
     peer.functions = [];
-    for (const slot of peer.waiting) this.#dropClient(slot, peer.id);
-    peer.waiting.clear();
+    for (const slot of [...peer.jobs]) this.#workerLost(peer, slot, "disconnected");
+    for (const slot of [...peer.waiting]) this.#dropClient(slot, peer);
   }
 
   /** Stop timers; the dispatcher is not used after this. */
@@ -161,6 +161,7 @@ export class Dispatcher {
     const f = this.functions.get(name);
     if (f === undefined || f.total > 0 || f.workers.size > 0) return false;
     this.functions.delete(name);
+    f.dropped = true;
     this.#functionsById[f.id] = undefined;
     return true;
   }
@@ -573,7 +574,7 @@ export class Dispatcher {
     }
     if (jobs.uniqueLen[slot]! > 0) {
       const key = uniqueKey(jobs.unique(slot), jobs.data(slot));
-      if (f.uniques.get(key) === slot) f.uniques.delete(key);
+      if (key !== undefined && f.uniques.get(key) === slot) f.uniques.delete(key);
     }
     const first = jobs.client[slot]!;
     if (first !== 0) this.peers.get(first)?.waiting.delete(slot);
@@ -597,14 +598,17 @@ export class Dispatcher {
       this.#finish(slot);
       return;
     }
-    for (const c of this.clientsOf(slot)) this.#dropClient(slot, c.id);
+    for (const c of this.clientsOf(slot)) this.#dropClient(slot, c);
     this.jobs.background[slot] = 1;
   }
 
   // ------------------------------------------------------------- clients
 
-  #dropClient(slot: number, peerId: number): void {
+  /** `peer` stops waiting on a job. */
+  #dropClient(slot: number, peer: Peer): void {
     const jobs = this.jobs;
+    const peerId = peer.id;
+    peer.waiting.delete(slot);
     if (jobs.client[slot] === peerId) {
       const more = this.#moreClients.get(slot);
       const next = more?.shift() ?? 0;
@@ -690,20 +694,18 @@ export class Dispatcher {
     }
     // Function lookup, skipping the decode when it is the same as last time.
     let f = peer.lastFn;
-    if (f === undefined || f.nameBytes.length !== n1 || !startsWith(body, 0, f.nameBytes)) {
+    if (
+      f === undefined || f.dropped || f.nameBytes.length !== n1 || !startsWith(body, 0, f.nameBytes)
+    ) {
       f = this.functionEntry(byteString(body, 0, n1));
-      peer.lastFn = f;
-    } else if (this.functions.get(f.name) !== f) {
-      f = this.functionEntry(f.name);
       peer.lastFn = f;
     }
     const unique = body.subarray(n1 + 1, n2);
     const data = body.subarray(dataStart);
     const jobs = this.jobs;
 
-    let key: string | undefined;
-    if (uniqueLen > 0) {
-      key = uniqueKey(unique, data);
+    const key = uniqueLen > 0 ? uniqueKey(unique, data) : undefined;
+    if (key !== undefined) {
       const existing = f.uniques.get(key);
       if (existing !== undefined) {
         // A background submit keeps the job alive even if its foreground clients leave.
@@ -861,8 +863,13 @@ export class Dispatcher {
   };
 }
 
-/** The coalescing key: the unique id, or the data when the unique is "-". */
-function uniqueKey(unique: Uint8Array, data: Uint8Array): string {
-  if (unique.length === 1 && unique[0] === 45 /* - */) return "-\0" + byteString(data);
+/**
+ * The coalescing key: the unique id, or the data when the unique is "-"
+ * (undefined for "-" with no data: such jobs never coalesce, as in gearmand).
+ */
+function uniqueKey(unique: Uint8Array, data: Uint8Array): string | undefined {
+  if (unique.length === 1 && unique[0] === 45 /* - */) {
+    return data.length > 0 ? "-\0" + byteString(data) : undefined;
+  }
   return byteString(unique);
 }

@@ -27,6 +27,8 @@ export class FunctionEntry {
   readonly sleepers: Set<Peer> = new Set();
   /** Unique key to slot, for coalescing. */
   readonly uniques: Map<string, number> = new Map();
+  /** Set once `drop function` removed it; peers holding it look it up again. */
+  dropped = false;
   /** Queue limits by priority; 0 = unlimited. Undefined: the server default. */
   maxQueue: [number, number, number] | undefined;
 
