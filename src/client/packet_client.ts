@@ -49,6 +49,8 @@ export interface PacketClientOptions {
  */
 export class ConnectionClosedError extends Error {
   /**
+   * Make the error.
+   *
    * @param message What happened.
    * @param options Standard error options.
    */

@@ -112,6 +112,8 @@ export class PacketFramer {
   #stopped = false;
 
   /**
+   * Make a framer reporting to `sink`.
+   *
    * @param sink Receives packets and lines.
    * @param options Framing options.
    * @throws {RangeError} When a size limit is not a positive integer.

@@ -35,6 +35,8 @@ export class PacketWriter {
   #open = -1;
 
   /**
+   * Make an empty writer.
+   *
    * @param initialSize Starting capacity in bytes.
    */
   constructor(initialSize: number = INITIAL_SIZE) {

@@ -26,6 +26,8 @@ export class ProtocolError extends Error {
   readonly code: string;
 
   /**
+   * Make a protocol error.
+   *
    * @param code Short code, e.g. `"BAD_MAGIC"`.
    * @param message What went wrong and what to do about it.
    * @param options Standard error options (`cause`).

@@ -133,7 +133,7 @@ export class Server implements AsyncDisposable {
   #done = false;
 
   /**
-   * Use {@link serve} to make one.
+   * Start listening. Use {@link serve} to make one.
    *
    * @param options Listen and queue options.
    */

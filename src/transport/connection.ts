@@ -68,6 +68,8 @@ export class Connection {
   #error: Error | undefined;
 
   /**
+   * Wrap a socket.
+   *
    * @param conn The socket.
    * @param sink Receives packets and admin lines.
    * @param options Framing and outbox options.
