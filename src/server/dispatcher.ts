@@ -81,6 +81,8 @@ export class Dispatcher {
   #moreClients = new Map<number, number[]>();
   /** Last WORK_STATUS numerator and denominator by slot. */
   #status = new Map<number, [Uint8Array, Uint8Array]>();
+  /** Reducers of SUBMIT_REDUCE_JOB jobs, by slot (rare, so not in the table). */
+  #reducers = new Map<number, Uint8Array>();
   /** Run-at times (ms) of scheduled jobs, by slot. */
   #runAt = new Map<number, number>();
   /** Min-heap of scheduled jobs by run-at time. */
@@ -405,7 +407,11 @@ export class Dispatcher {
     const w = peer.conn.out();
     const unique = jobs.unique(slot);
     const data = jobs.data(slot);
-    if (type === T.GRAB_JOB) {
+    const reducer = type === T.GRAB_JOB_ALL ? this.#reducers.get(slot) : undefined;
+    if (reducer !== undefined) {
+      this.writeHandle(w.begin(RES, T.JOB_ASSIGN_ALL), slot).nul().bytes(f.nameBytes).nul()
+        .bytes(unique).nul().bytes(reducer).nul().bytes(data).end();
+    } else if (type === T.GRAB_JOB) {
       this.writeHandle(w.begin(RES, T.JOB_ASSIGN), slot).nul().bytes(f.nameBytes).nul().bytes(data)
         .end();
     } else {
@@ -584,6 +590,7 @@ export class Dispatcher {
       this.#moreClients.delete(slot);
     }
     this.#status.delete(slot);
+    this.#reducers.delete(slot);
     jobs.free(slot);
   }
 
@@ -645,6 +652,7 @@ export class Dispatcher {
     }
     let dataStart = n2 + 1;
     let runAt = 0;
+    let reducer: Uint8Array | undefined;
     if (extra > 0) {
       const fields: [number, number][] = [];
       for (let i = 0; i < extra; i++) {
@@ -660,7 +668,9 @@ export class Dispatcher {
         fields.push([dataStart, nul]);
         dataStart = nul + 1;
       }
-      if (extra === 1) {
+      if (extra === 2 && fields[0]![1] > fields[0]![0]) {
+        reducer = body.slice(fields[0]![0], fields[0]![1]);
+      } else if (extra === 1) {
         const epoch = parseDecimal(body, fields[0]![0], fields[0]![1]);
         runAt = epoch > 0 ? epoch * 1000 : 0;
       } else if (extra === 5) {
@@ -724,6 +734,7 @@ export class Dispatcher {
 
     const slot = jobs.add(f.id, priority, background, unique, data);
     this.stats.submitted++;
+    if (reducer !== undefined) this.#reducers.set(slot, reducer);
     if (key !== undefined) f.uniques.set(key, slot);
     if (!background) this.#addClient(slot, peer);
     this.writeHandle(peer.conn.out().begin(RES, T.JOB_CREATED), slot).end();
