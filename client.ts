@@ -1,23 +1,51 @@
 /**
- * Gearman clients. For now this is the low-level {@link PacketClient}: one
- * connection that sends request packets and receives responses and admin
- * replies. The high-level `Client` (job handles, results, failover) builds
- * on it.
+ * The Gearman client: submit jobs to any Gearman server (this package's,
+ * C++ gearmand, Perl Gearman::Server) and follow them: results, streamed
+ * WORK_DATA/WARNING/STATUS updates, failures as typed errors, status
+ * queries, several servers with failover. Also the admin client, and the
+ * low-level {@link PacketClient}.
  *
- * @example Ask a server for its status
+ * @example Submit a job and stream its updates
  * ```ts
- * import { PacketClient } from "@x/gearman/client";
+ * import { Client } from "@x/gearman/client";
+ * import { Worker } from "@x/gearman/worker";
  * import { serve } from "@x/gearman/server";
  * import assert from "node:assert/strict";
  *
  * await using server = serve({ hostname: "127.0.0.1", port: 0 });
- * await using conn = await PacketClient.connect({ port: server.addr.port });
- * assert.deepEqual(await conn.admin("status"), []);
+ * const servers = [`127.0.0.1:${server.addr.port}`];
+ * await using worker = new Worker({ servers });
+ * worker.register("count", (job) => {
+ *   for (let i = 1; i <= 3; i++) job.sendStatus(i, 3);
+ *   return "done";
+ * });
+ * worker.start();
+ * await using client = new Client({ servers });
+ * const job = client.submit("count", "");
+ * const seen: number[] = [];
+ * for await (const u of job) if (u.type === "status") seen.push(u.numerator);
+ * assert.deepEqual(seen, [1, 2, 3]);
+ * assert.equal((await job.result).text(), "done");
  * ```
  *
  * @module
  */
 
+export {
+  Client,
+  type ClientOptions,
+  type JobStatus,
+  type ServerSelection,
+  type SubmitOptions,
+} from "./src/client/gearman_client.ts";
+export { Job, JobResult, type JobUpdate } from "./src/client/job.ts";
+export {
+  AdminError,
+  ConnectionError,
+  JobExceptionError,
+  JobFailedError,
+  ServerError,
+} from "./src/client/errors.ts";
 export {
   ConnectionClosedError,
   PacketClient,

@@ -1,0 +1,166 @@
+// One client-side connection to one Gearman server: connects on demand,
+// frames response packets, and remembers failures so a server that is down
+// is skipped until its backoff has passed.
+
+import { Magic } from "../protocol/packet.ts";
+import { Connection } from "../transport/connection.ts";
+import type { PacketWriter } from "../protocol/packet_writer.ts";
+import { ConnectionError } from "./errors.ts";
+import type { ServerAddress } from "./server_address.ts";
+
+/** What a server connection reports to its owner. */
+export interface ServerConnectionEvents {
+  /** A response packet; `body` is valid only during the call. */
+  packet(type: number, body: Uint8Array): void;
+  /** The connection ended after having been open. */
+  closed(err: Error | undefined): void;
+}
+
+/** Options shared by clients and workers for their connections. */
+export interface ServerConnectionOptions {
+  connectTimeoutMs: number;
+  maxPacketSize: number;
+  /** First retry delay after a failure; doubles up to `maxBackoffMs`. */
+  minBackoffMs: number;
+  maxBackoffMs: number;
+}
+
+/** A lazily opened, failure-remembering connection to one server. */
+export class ServerConnection {
+  readonly address: ServerAddress;
+  readonly #events: ServerConnectionEvents;
+  readonly #options: ServerConnectionOptions;
+  #conn: Connection | undefined;
+  #opening: Promise<Connection> | undefined;
+  #failures = 0;
+  #retryAt = 0;
+  #closed = false;
+  #generation = 0;
+  #runs = new Set<Promise<unknown>>();
+
+  constructor(
+    address: ServerAddress,
+    events: ServerConnectionEvents,
+    options: ServerConnectionOptions,
+  ) {
+    this.address = address;
+    this.#events = events;
+    this.#options = options;
+  }
+
+  /** Counts connections made: a job grabbed on one must not be answered on the next. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** Whether the connection is open now. */
+  get isOpen(): boolean {
+    return this.#conn !== undefined && !this.#conn.closed;
+  }
+
+  /** Whether a connect may be tried now (not backing off after failures). */
+  get available(): boolean {
+    return this.isOpen || Date.now() >= this.#retryAt;
+  }
+
+  /** When the next connect may be tried (ms since the epoch). */
+  get retryAt(): number {
+    return this.#retryAt;
+  }
+
+  /** The outbox of the open connection; throws when not open. */
+  out(): PacketWriter {
+    if (this.#conn === undefined || this.#conn.closed) {
+      throw new ConnectionError(
+        this.address.label,
+        `Cannot send to ${this.address.label}: not connected`,
+      );
+    }
+    return this.#conn.out();
+  }
+
+  /**
+   * Open the connection if it is not open. Rejects with ConnectionError
+   * (and starts a backoff) when the server cannot be reached.
+   */
+  open(): Promise<Connection> {
+    if (this.#conn !== undefined && !this.#conn.closed) return Promise.resolve(this.#conn);
+    if (this.#closed) {
+      return Promise.reject(
+        new ConnectionError(this.address.label, `Cannot connect to ${this.address.label}: closed`),
+      );
+    }
+    this.#opening ??= this.#connect().finally(() => (this.#opening = undefined));
+    return this.#opening;
+  }
+
+  async #connect(): Promise<Connection> {
+    const { hostname, port, label } = this.address;
+    let tcp: Deno.TcpConn;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const attempt = Deno.connect({ hostname, port });
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer in ${this.#options.connectTimeoutMs} ms`)),
+          this.#options.connectTimeoutMs,
+        );
+      });
+      attempt.then((c) => {
+        if (this.#closed || timer === undefined) c.close();
+      }, () => {});
+      tcp = await Promise.race([attempt, timeout]);
+      clearTimeout(timer);
+      timer = undefined;
+    } catch (err) {
+      clearTimeout(timer);
+      timer = undefined;
+      this.#failures++;
+      const delay = Math.min(
+        this.#options.minBackoffMs * 2 ** (this.#failures - 1),
+        this.#options.maxBackoffMs,
+      );
+      this.#retryAt = Date.now() + delay;
+      throw new ConnectionError(
+        label,
+        `Cannot connect to Gearman server ${label}: ${
+          (err as Error).message
+        }; is it running? Retrying it after ${delay} ms`,
+        { cause: err },
+      );
+    }
+    if (this.#closed) {
+      tcp.close();
+      throw new ConnectionError(label, `Cannot connect to ${label}: closed`);
+    }
+    tcp.setNoDelay(true);
+    this.#failures = 0;
+    this.#retryAt = 0;
+    const events = this.#events;
+    const conn = new Connection(tcp, {
+      packet: (type, body) => events.packet(type, body),
+    }, { magic: Magic.RES, maxPacketSize: this.#options.maxPacketSize });
+    this.#conn = conn;
+    this.#generation++;
+    const run: Promise<unknown> = conn.run().then((err) => {
+      this.#runs.delete(run);
+      if (this.#conn === conn) this.#conn = undefined;
+      events.closed(err);
+    });
+    this.#runs.add(run);
+    return conn;
+  }
+
+  /** Flush and close; no reconnects after this. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#conn?.close();
+    await this.#opening?.catch(() => {});
+    await Promise.all(this.#runs);
+  }
+
+  /** Drop the current connection (it may reconnect later). */
+  disconnect(): void {
+    this.#conn?.close();
+  }
+}
