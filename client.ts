@@ -51,3 +51,11 @@ export {
   PacketClient,
   type PacketClientOptions,
 } from "./src/client/packet_client.ts";
+export {
+  AdminClient,
+  type AdminClientOptions,
+  type FunctionStatus,
+  type JobInfo,
+  type PriorityStatus,
+  type WorkerInfo,
+} from "./src/client/admin_client.ts";

@@ -123,9 +123,7 @@ export class ServerConnection {
       this.#retryAt = Date.now() + delay;
       throw new ConnectionError(
         label,
-        `Cannot connect to Gearman server ${label}: ${
-          (err as Error).message
-        }; is it running? Retrying it after ${delay} ms`,
+        `Cannot connect to Gearman server ${label}: ${(err as Error).message}; is it running?`,
         { cause: err },
       );
     }
