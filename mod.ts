@@ -4,7 +4,9 @@
  * workers.
  *
  * - `@x/gearman/server`: {@link serve} a job server (also a CLI).
- * - `@x/gearman/client`, `@x/gearman/worker`: talk to any Gearman server.
+ * - `@x/gearman/client`, `@x/gearman/worker`: Client, Worker and AdminClient for
+ *   any Gearman server.
+ * - `@x/gearman/cli`: a command line with the gearman and gearadmin flags.
  * - `@x/gearman/protocol`: the packet table, framer and encoder, no I/O.
  *
  * @example Run a job through the server by hand
@@ -34,3 +36,4 @@
 export * from "./src/protocol/mod.ts";
 export * from "./server.ts";
 export * from "./client.ts";
+export * from "./worker.ts";
