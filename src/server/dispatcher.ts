@@ -125,8 +125,11 @@ export class Dispatcher {
     if (!this.peers.delete(peer.id)) return;
     // Stop being a worker first, so requeued jobs wake someone else.
     this.#unsleep(peer);
-    for (const f of peer.functions) f.workers.delete(peer);
+    const functions = peer.functions;
+    for (const f of functions) f.workers.delete(peer);
     peer.functions = [];
+    // A worker woken for jobs it never grabbed passes the wake-up on.
+    if (peer.noopSent) for (const f of functions) if (f.ready > 0) this.#wakeOne(f);
     for (const slot of [...peer.jobs]) this.#workerLost(peer, slot, "disconnected");
     for (const slot of [...peer.waiting]) this.#dropClient(slot, peer);
   }
@@ -338,6 +341,7 @@ export class Dispatcher {
     f.sleepers.delete(peer);
     peer.functions = peer.functions.filter((x) => x !== f);
     peer.timeouts?.delete(f.id);
+    if (peer.noopSent && f.ready > 0) this.#wakeOne(f);
     // A worker that can no longer do a function gives its jobs back.
     for (const slot of [...peer.jobs]) {
       if (this.jobs.fn[slot] === f.id) this.#workerLost(peer, slot, "sent CANT_DO for");
@@ -369,7 +373,11 @@ export class Dispatcher {
     peer.conn.out().begin(RES, T.NOOP).end();
   }
 
-  /** Wake one sleeping worker of `f`, if any. */
+  /**
+   * Wake one sleeping worker of `f`, if any. One, not all (gearmand wakes
+   * every sleeper, and all but one then get NO_JOB): a woken worker that
+   * takes another job, leaves, or drops the function passes the wake-up on.
+   */
   #wakeOne(f: FunctionEntry): void {
     if (f.sleepers.size === 0) return;
     for (const w of f.sleepers) {
