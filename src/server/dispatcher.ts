@@ -129,7 +129,7 @@ export class Dispatcher {
     for (const f of functions) f.workers.delete(peer);
     peer.functions = [];
     // A worker woken for jobs it never grabbed passes the wake-up on.
-    if (peer.noopSent) for (const f of functions) if (f.ready > 0) this.#wakeOne(f);
+    if (peer.noopSent) { for (const f of functions) if (f.ready > 0) this.#wakeOne(f); }
     for (const slot of [...peer.jobs]) this.#workerLost(peer, slot, "disconnected");
     for (const slot of [...peer.waiting]) this.#dropClient(slot, peer);
   }
@@ -391,8 +391,11 @@ export class Dispatcher {
     peer.noopSent = false;
     const jobs = this.jobs;
     const fns = peer.functions;
+    // Priority first, across all the worker's functions (the protocol: HIGH
+    // jobs "always take precedence"); within a priority, the most recently
+    // registered function first, as gearmand orders functions.
     for (let p = 0; p < 3; p++) {
-      for (let i = 0; i < fns.length; i++) {
+      for (let i = fns.length - 1; i >= 0; i--) {
         const f = fns[i]!;
         const q = f.queues[p]!;
         const slot = q.shift(jobs);
@@ -532,21 +535,29 @@ export class Dispatcher {
     this.#relay(slot, type, body, false);
   }
 
-  /** Forward a worker's packet body unchanged to every client waiting on the job. */
+  /**
+   * Forward a worker's packet body to every client waiting on the job. A
+   * handle-and-data body that came without its NUL (Perl Gearman::Worker
+   * sends WORK_COMPLETE that way for an empty result) gets one, so clients
+   * can split it.
+   */
   #relay(slot: number, type: number, body: Uint8Array, exceptionsOnly: boolean): void {
     const jobs = this.jobs;
     const first = jobs.client[slot]!;
-    if (first === 0) return;
-    const p = this.peers.get(first);
-    if (p !== undefined && (!exceptionsOnly || p.exceptions)) {
-      p.conn.out().begin(RES, type).bytes(body).end();
-    }
     const more = this.#moreClients.get(slot);
+    if (first === 0 && more === undefined) return;
+    const addNul = type !== T.WORK_STATUS && body.indexOf(0) < 0;
+    const p = first === 0 ? undefined : this.peers.get(first);
+    if (p !== undefined && (!exceptionsOnly || p.exceptions)) {
+      const w = p.conn.out().begin(RES, type).bytes(body);
+      (addNul ? w.nul() : w).end();
+    }
     if (more === undefined) return;
     for (const id of more) {
       const c = this.peers.get(id);
       if (c !== undefined && (!exceptionsOnly || c.exceptions)) {
-        c.conn.out().begin(RES, type).bytes(body).end();
+        const w = c.conn.out().begin(RES, type).bytes(body);
+        (addNul ? w.nul() : w).end();
       }
     }
   }
