@@ -22,6 +22,10 @@ Options:
   --max-queue N        most jobs queued per function and priority; 0 = unlimited (default 0)
   --max-packet-size N  largest packet body accepted, in bytes (default 67108864)
   --handle-host NAME   host part of job handles H:NAME:N (default: hostname, or "gearman")
+  --store SPEC         where background jobs are kept: memory, or sqlite:PATH
+                       (committed before JOB_CREATED, replayed on restart; needs
+                       --allow-read and --allow-write for PATH's directory) (default memory)
+  --store-sync MODE    normal (survives kill -9) or full (also power loss) (default normal)
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 `;
@@ -45,6 +49,8 @@ export interface ServerFlags {
   maxQueue: number;
   maxPacketSize: number;
   handleHost: string | undefined;
+  store: string;
+  storeSync: "normal" | "full";
 }
 
 function integerFlag(name: string, value: string | undefined, def: number, max: number): number {
@@ -71,6 +77,8 @@ export function parseServerFlags(args: string[]): ServerFlags {
         "max-queue": { type: "string" },
         "max-packet-size": { type: "string" },
         "handle-host": { type: "string" },
+        store: { type: "string" },
+        "store-sync": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -91,7 +99,17 @@ export function parseServerFlags(args: string[]): ServerFlags {
     0xffffffff,
   );
   if (maxPacketSize === 0) throw new UsageError("--max-packet-size must be at least 1");
+  const store = values.store ?? "memory";
+  if (store !== "memory" && !/^sqlite:.+/.test(store)) {
+    throw new UsageError(`--store must be "memory" or "sqlite:PATH", got "${store}"`);
+  }
+  const storeSync = values["store-sync"] ?? "normal";
+  if (storeSync !== "normal" && storeSync !== "full") {
+    throw new UsageError(`--store-sync must be normal or full, got "${storeSync}"`);
+  }
   return {
+    store,
+    storeSync,
     help: values.help ?? false,
     version: values.version ?? false,
     hostname: values.host ?? "0.0.0.0",
@@ -138,6 +156,8 @@ export async function runServerCli(args: string[]): Promise<number> {
       maxQueue: flags.maxQueue,
       maxPacketSize: flags.maxPacketSize,
       ...(flags.handleHost !== undefined ? { handleHost: flags.handleHost } : {}),
+      store: flags.store,
+      storeSync: flags.storeSync,
     });
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
@@ -150,6 +170,8 @@ export async function runServerCli(args: string[]): Promise<number> {
       console.error(
         `error: cannot listen on ${flags.hostname}:${flags.port}: network permission denied; run with -N (--allow-net)`,
       );
+    } else if ((err as Error).name === "StoreError") {
+      console.error(`error: ${(err as Error).message}`);
     } else {
       console.error(`error: cannot start server: ${(err as Error).message}`);
     }

@@ -18,6 +18,8 @@ import { FunctionEntry } from "./function_entry.ts";
 import { JobState, JobTable, Priority } from "./job_table.ts";
 import { Peer, type PeerConnection } from "./peer.ts";
 import { nextCronTime } from "./cron.ts";
+import type { JobStore, StoredJob } from "./store/job_store.ts";
+import { MemoryJobStore } from "./store/memory_store.ts";
 
 const RES = Magic.RES;
 /** Longest unique id accepted, in bytes (gearmand: GEARMAN_MAX_UNIQUE_SIZE - 1). */
@@ -46,6 +48,11 @@ export interface DispatcherOptions {
   log?: DispatcherLog;
   /** Clock in milliseconds (tests may replace it). */
   now?: () => number;
+  /**
+   * Where background and scheduled jobs are kept across restarts.
+   * @default a MemoryJobStore (nothing kept)
+   */
+  store?: JobStore;
 }
 
 /** The log calls the dispatcher makes. */
@@ -53,9 +60,10 @@ export interface DispatcherLog {
   debug(message: string, props?: Record<string, unknown>): void;
   info(message: string, props?: Record<string, unknown>): void;
   warn(message: string, props?: Record<string, unknown>): void;
+  error(message: string, props?: Record<string, unknown>): void;
 }
 
-const silentLog: DispatcherLog = { debug() {}, info() {}, warn() {} };
+const silentLog: DispatcherLog = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** A scheduled job: its run-at time and slot/generation. */
 interface Scheduled {
@@ -100,9 +108,29 @@ export class Dispatcher {
     retried: 0,
   };
   #stopped = false;
+  readonly store: JobStore;
+  /** Submit order, kept with stored jobs for replay. */
+  #seq = 1;
+  /** SUBMIT_JOB_SCHED fields of scheduled jobs, by slot (stored for replay). */
+  #cron = new Map<number, string>();
+  /** Jobs waiting for the store commit in progress or the next one. */
+  #uncommitted: number[] = [];
+  /** Peers whose output waits for that commit (they were sent JOB_CREATED). */
+  #corked: Peer[] = [];
+  #commitScheduled = false;
+  #committing: Promise<void> | undefined;
 
   constructor(options: DispatcherOptions) {
-    const { handleHost, jobRetries = 0, maxQueue = 0, log = silentLog, now = Date.now } = options;
+    const {
+      handleHost,
+      jobRetries = 0,
+      maxQueue = 0,
+      log = silentLog,
+      now = Date.now,
+      store = new MemoryJobStore(),
+    } = options;
+    this.store = store;
+    this.jobs.setBoot(store.boot);
     this.handlePrefix = byteStringBytes(`H:${handleHost}:`);
     this.jobRetries = jobRetries;
     this.defaultMaxQueue = maxQueue;
@@ -461,13 +489,26 @@ export class Dispatcher {
     const retries = ++jobs.retries[slot]!;
     if (this.jobRetries > 0 && retries >= this.jobRetries) {
       this.log.warn(
-        "Job {handle} of {function} failed: its worker {why} it {retries} times (--job-retries {limit})",
+        "Job {handle} of {function} failed: its worker {why} it {retries} times (--job-retries {limit}); kept as a dead letter (admin: show dead)",
         { handle: this.handleString(slot), function: f.name, why, retries, limit: this.jobRetries },
       );
+      this.store.addDeadLetter({
+        handle: jobs.handleNumber(slot),
+        function: f.name,
+        unique: jobs.unique(slot).slice(),
+        data: jobs.data(slot).slice(),
+        priority: jobs.priority[slot]!,
+        retries,
+        failedAt: this.#now(),
+        reason: `worker ${why} it`,
+      });
       this.#relayFail(slot);
       this.#finish(slot);
       this.stats.failed++;
       return;
+    }
+    if (jobs.background[slot] === 1) {
+      this.#storeWrite(() => this.store.setRetries(jobs.handleNumber(slot), retries));
     }
     peer.jobs.delete(slot);
     this.#clearJobTimer(slot);
@@ -596,7 +637,14 @@ export class Dispatcher {
     } else if (state === JobState.SCHEDULED) {
       f.scheduled--;
       this.#runAt.delete(slot);
+    } else if (state === JobState.PENDING) {
+      f.scheduled--;
+      this.#runAt.delete(slot);
     }
+    if (jobs.background[slot] === 1) {
+      this.#storeWrite(() => this.store.remove(jobs.handleNumber(slot)));
+    }
+    this.#cron.delete(slot);
     if (jobs.uniqueLen[slot]! > 0) {
       const key = uniqueKey(jobs.unique(slot), jobs.data(slot));
       if (key !== undefined && f.uniques.get(key) === slot) f.uniques.delete(key);
@@ -671,6 +719,7 @@ export class Dispatcher {
     }
     let dataStart = n2 + 1;
     let runAt = 0;
+    let cronText = "";
     let reducer: Uint8Array | undefined;
     if (extra > 0) {
       const fields: [number, number][] = [];
@@ -706,6 +755,7 @@ export class Dispatcher {
           return;
         }
         runAt = at;
+        cronText = cron.join(" ");
       }
     }
     if (n1 === 0 || n1 > MAX_FUNCTION_NAME_SIZE) {
@@ -737,9 +787,14 @@ export class Dispatcher {
     if (key !== undefined) {
       const existing = f.uniques.get(key);
       if (existing !== undefined) {
-        // A background submit keeps the job alive even if its foreground clients leave.
-        if (background) jobs.background[existing] = 1;
-        else this.#addClient(existing, peer);
+        // A background submit keeps the job alive even if its foreground
+        // clients leave, and makes it durable.
+        if (background && jobs.background[existing] === 0) {
+          jobs.background[existing] = 1;
+          this.#storeWrite(() => this.store.add(this.#stored(existing)));
+          if (this.store.durable) this.#cork(peer);
+        } else if (!background) this.#addClient(existing, peer);
+        if (jobs.state[existing] === JobState.PENDING) this.#cork(peer);
         this.writeHandle(peer.conn.out().begin(RES, T.JOB_CREATED), existing).end();
         return;
       }
@@ -756,17 +811,180 @@ export class Dispatcher {
     if (reducer !== undefined) this.#reducers.set(slot, reducer);
     if (key !== undefined) f.uniques.set(key, slot);
     if (!background) this.#addClient(slot, peer);
+    if (runAt > 0) this.#runAt.set(slot, runAt);
+    if (cronText !== "") this.#cron.set(slot, cronText);
+    if (background && this.store.durable) {
+      // Acknowledged means durable: the job runs, and JOB_CREATED leaves,
+      // only once the store has committed it.
+      jobs.state[slot] = JobState.PENDING;
+      f.scheduled++;
+      this.store.add(this.#stored(slot));
+      this.#uncommitted.push(slot);
+      this.#cork(peer);
+      this.#scheduleCommit();
+      this.writeHandle(peer.conn.out().begin(RES, T.JOB_CREATED), slot).end();
+      return;
+    }
     this.writeHandle(peer.conn.out().begin(RES, T.JOB_CREATED), slot).end();
+    this.#release(slot);
+  }
 
+  /** Put an accepted job where it can run: its queue, or the schedule. */
+  #release(slot: number): void {
+    const jobs = this.jobs;
+    const f = this.functionById(jobs.fn[slot]!);
+    const runAt = this.#runAt.get(slot) ?? 0;
     if (runAt > this.#now()) {
       jobs.state[slot] = JobState.SCHEDULED;
       f.scheduled++;
-      this.#runAt.set(slot, runAt);
       this.#pushSchedule({ at: runAt, slot, gen: jobs.gen[slot]! });
       return;
     }
-    f.queues[priority]!.push(jobs, slot);
+    this.#runAt.delete(slot);
+    jobs.state[slot] = JobState.QUEUED;
+    f.queues[jobs.priority[slot]!]!.push(jobs, slot);
     this.#wakeOne(f);
+  }
+
+  /** The job at `slot` as the store keeps it. */
+  #stored(slot: number): StoredJob {
+    const jobs = this.jobs;
+    return {
+      handle: jobs.handleNumber(slot),
+      seq: this.#seq++,
+      function: this.functionById(jobs.fn[slot]!).name,
+      unique: jobs.unique(slot).slice(),
+      data: jobs.data(slot).slice(),
+      priority: jobs.priority[slot]!,
+      runAt: this.#runAt.get(slot) ?? 0,
+      cron: this.#cron.get(slot) ?? "",
+      retries: jobs.retries[slot]!,
+    };
+  }
+
+  // ------------------------------------------------------------- store
+
+  /** Buffer a store write (durable stores only) and make sure a commit follows. */
+  #storeWrite(write: () => void): void {
+    if (!this.store.durable) return;
+    write();
+    this.#scheduleCommit();
+  }
+
+  #cork(peer: Peer): void {
+    peer.conn.cork();
+    this.#corked.push(peer);
+    this.#scheduleCommit();
+  }
+
+  #scheduleCommit(): void {
+    if (this.#commitScheduled || this.#committing) return;
+    this.#commitScheduled = true;
+    queueMicrotask(this.#commit);
+  }
+
+  /** Commit what the store buffered, then release the jobs and acks that waited. */
+  #commit = (): void => {
+    this.#commitScheduled = false;
+    if (this.#committing) return;
+    const slots = this.#uncommitted;
+    const peers = this.#corked;
+    this.#uncommitted = [];
+    this.#corked = [];
+    const gens = slots.map((s) => this.jobs.gen[s]!);
+    let result: Promise<void> | void;
+    try {
+      result = this.store.commit();
+    } catch (err) {
+      this.#commitFailed(slots, gens, peers, err as Error);
+      return;
+    }
+    if (result === undefined) {
+      this.#committed(slots, gens, peers);
+      return;
+    }
+    this.#committing = result.then(
+      () => this.#committed(slots, gens, peers),
+      (err) => this.#commitFailed(slots, gens, peers, err as Error),
+    ).finally(() => {
+      this.#committing = undefined;
+      if (this.store.pending || this.#corked.length > 0) this.#scheduleCommit();
+    });
+  };
+
+  #committed(slots: number[], gens: number[], peers: Peer[]): void {
+    const jobs = this.jobs;
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
+      if (jobs.gen[slot] !== gens[i] || jobs.state[slot] !== JobState.PENDING) continue;
+      this.functionById(jobs.fn[slot]!).scheduled--;
+      this.#release(slot);
+    }
+    for (const p of peers) p.conn.uncork();
+  }
+
+  #commitFailed(slots: number[], gens: number[], peers: Peer[], err: Error): void {
+    this.log.error(
+      "{error}; {jobs} job(s) were not accepted: closing their clients' connections so they see no JOB_CREATED",
+      { error: err.message, jobs: slots.length },
+    );
+    const jobs = this.jobs;
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
+      if (jobs.gen[slot] !== gens[i] || jobs.state[slot] !== JobState.PENDING) continue;
+      jobs.background[slot] = 0; // never stored: nothing to remove
+      this.#finish(slot);
+    }
+    for (const p of peers) p.conn.abort();
+  }
+
+  /**
+   * Put stored jobs back after a restart, at the handles they had, in
+   * their submit order. Call once, before any connection.
+   */
+  restore(stored: Iterable<StoredJob>): number {
+    const jobs = this.jobs;
+    let n = 0;
+    for (const j of stored) {
+      const f = this.functionEntry(j.function);
+      const slot = jobs.restore(j.handle, f.id, j.priority, j.unique, j.data);
+      jobs.retries[slot] = Math.min(j.retries, 0xffff);
+      if (j.unique.length > 0) {
+        const key = uniqueKey(j.unique, j.data);
+        if (key !== undefined) f.uniques.set(key, slot);
+      }
+      if (j.runAt > 0) this.#runAt.set(slot, j.runAt);
+      if (j.cron !== "") this.#cron.set(slot, j.cron);
+      this.#seq = Math.max(this.#seq, j.seq + 1);
+      jobs.state[slot] = JobState.PENDING;
+      this.#release(slot);
+      n++;
+    }
+    jobs.endRestore();
+    return n;
+  }
+
+  /** Scheduled jobs (handle, function, run-at ms, unique), soonest first. */
+  scheduledJobs(): { slot: number; runAt: number }[] {
+    const out: { slot: number; runAt: number }[] = [];
+    for (const [slot, runAt] of this.#runAt) {
+      if (this.jobs.state[slot] === JobState.SCHEDULED) out.push({ slot, runAt });
+    }
+    return out.sort((a, b) => a.runAt - b.runAt);
+  }
+
+  /** Submit a background job from inside the server (admin: retry a dead letter). */
+  resubmit(fnName: string, unique: Uint8Array, data: Uint8Array, priority: number): number {
+    const f = this.functionEntry(fnName);
+    const slot = this.jobs.add(f.id, priority, true, unique, data);
+    this.stats.submitted++;
+    if (unique.length > 0) {
+      const key = uniqueKey(unique, data);
+      if (key !== undefined && !f.uniques.has(key)) f.uniques.set(key, slot);
+    }
+    this.#storeWrite(() => this.store.add(this.#stored(slot)));
+    this.#release(slot);
+    return slot;
   }
 
   #addClient(slot: number, peer: Peer): void {

@@ -11,6 +11,9 @@ import { Connection } from "../transport/connection.ts";
 import { AdminCommands } from "./admin_commands.ts";
 import { Dispatcher, type DispatcherLog } from "./dispatcher.ts";
 import type { Peer } from "./peer.ts";
+import type { JobStore } from "./store/job_store.ts";
+import { MemoryJobStore } from "./store/memory_store.ts";
+import { SqliteJobStore } from "./store/sqlite_store.ts";
 import { VERSION } from "../version.ts";
 
 /** The port IANA assigned to Gearman. */
@@ -63,8 +66,41 @@ export interface ServeOptions {
    * @default the machine's hostname when readable, else "gearman"
    */
   handleHost?: string;
+  /**
+   * Where background and scheduled jobs are kept: `"memory"` (lost on
+   * restart, like gearmand without a queue plugin) or `"sqlite:PATH"` (a
+   * SQLite file: a job is committed before its JOB_CREATED is sent, and
+   * replayed after a restart; needs --allow-read and --allow-write for
+   * PATH's directory).
+   * @default "memory"
+   */
+  store?: string;
+  /**
+   * SQLite durability: `"normal"` survives the server being killed (kill
+   * -9); `"full"` also survives a power cut, at a cost per commit.
+   * @default "normal"
+   */
+  storeSync?: "normal" | "full";
   /** Aborting it shuts the server down (not gracefully). */
   signal?: AbortSignal;
+}
+
+/**
+ * Open the store a `store` option names.
+ *
+ * @throws {TypeError} When the option is not `memory` or `sqlite:PATH`.
+ * @throws {StoreError} When the SQLite file cannot be used.
+ */
+function openStore(spec: string, sync: "normal" | "full"): JobStore {
+  if (spec === "memory") return new MemoryJobStore();
+  if (spec.startsWith("sqlite:") && spec.length > "sqlite:".length) {
+    return SqliteJobStore.open(spec.slice("sqlite:".length), { sync });
+  }
+  throw new TypeError(
+    `Cannot start server: store must be "memory" or "sqlite:PATH", received ${
+      JSON.stringify(spec)
+    }`,
+  );
 }
 
 /**
@@ -104,6 +140,7 @@ function logAdapter(logger: Logger): DispatcherLog {
     debug: (m, p) => logger.debug(m, p),
     info: (m, p) => logger.info(m, p),
     warn: (m, p) => logger.warn(m, p),
+    error: (m, p) => logger.error(m, p),
   };
 }
 
@@ -123,6 +160,7 @@ function logAdapter(logger: Logger): DispatcherLog {
 export class Server implements AsyncDisposable {
   readonly #listener: Deno.TcpListener;
   readonly #dispatcher: Dispatcher;
+  readonly #store: JobStore;
   readonly #admin: AdminCommands;
   readonly #logger: Logger = getLogger(["gearman", "server"]);
   readonly #connections = new Set<Connection>();
@@ -145,6 +183,8 @@ export class Server implements AsyncDisposable {
       maxQueue = 0,
       maxPacketSize = DEFAULT_MAX_PACKET_SIZE,
       handleHost = defaultHandleHost(),
+      store = "memory",
+      storeSync = "normal",
       signal,
     } = options;
     checkInteger("port", port, 0, 65535);
@@ -159,18 +199,33 @@ export class Server implements AsyncDisposable {
       );
     }
     this.#maxPacketSize = maxPacketSize;
+    this.#store = openStore(store, storeSync);
     this.#dispatcher = new Dispatcher({
       handleHost,
       jobRetries,
       maxQueue,
       log: logAdapter(this.#logger),
+      store: this.#store,
     });
+    if (this.#store.durable) {
+      const restored = this.#dispatcher.restore(this.#store.load());
+      this.#logger.info("Job store {store}: restored {count} job(s)", {
+        store: this.#store.description,
+        count: restored,
+      });
+    }
     this.#admin = new AdminCommands(this.#dispatcher, {
       version: VERSION,
       shutdown: (graceful) => void this.shutdown({ graceful }),
       logLevel: () => "INFO",
     });
-    this.#listener = Deno.listen({ hostname, port, transport: "tcp" });
+    try {
+      this.#listener = Deno.listen({ hostname, port, transport: "tcp" });
+    } catch (err) {
+      this.#dispatcher.stop();
+      this.#store.close();
+      throw err;
+    }
     if (signal) {
       if (signal.aborted) queueMicrotask(() => void this.shutdown());
       else signal.addEventListener("abort", () => void this.shutdown(), { once: true });
@@ -252,6 +307,14 @@ export class Server implements AsyncDisposable {
     if (this.#done) return;
     this.#done = true;
     this.#dispatcher.stop();
+    try {
+      this.#store.close();
+    } catch (err) {
+      this.#logger.error("Closing job store {store} failed: {error}", {
+        store: this.#store.description,
+        error: (err as Error).message,
+      });
+    }
     this.#finished.resolve();
   }
 

@@ -14,6 +14,8 @@ export const JobState = {
   RUNNING: 2,
   /** Waiting for its run-at time (SUBMIT_JOB_EPOCH / _SCHED). */
   SCHEDULED: 3,
+  /** Accepted, waiting for the store to commit it before it can run. */
+  PENDING: 4,
 } as const;
 
 /** Job priorities, in the order workers are served. */
@@ -51,6 +53,8 @@ export class JobTable {
   retries: Uint16Array = new Uint16Array(0);
   #freeHead = 0;
   #unused = 1;
+  /** Generation new slots start at: differs per boot, so old handles do not match new jobs. */
+  #genBase = 0;
   #count = 0;
 
   constructor() {
@@ -106,6 +110,7 @@ export class JobTable {
         this.#grow(this.capacity * 2);
       }
       slot = this.#unused++;
+      this.gen[slot] = this.#genBase;
     }
     this.#count++;
     this.state[slot] = JobState.QUEUED;
@@ -121,6 +126,69 @@ export class JobTable {
     this.worker[slot] = 0;
     this.retries[slot] = 0;
     return slot;
+  }
+
+  /**
+   * Start generations at a value derived from the store's boot counter, so
+   * handles from before a restart do not name new jobs.
+   */
+  setBoot(boot: number): void {
+    this.#genBase = (boot * 7919) % GEN_LIMIT;
+    for (let s = 1; s < this.#unused; s++) {
+      if (this.state[s] === JobState.FREE) this.gen[s] = this.#genBase;
+    }
+  }
+
+  /**
+   * Put a job back at the slot and generation its handle names (replay from
+   * a store). Call {@link endRestore} after the last one.
+   */
+  restore(
+    handleNumber: number,
+    fn: number,
+    priority: number,
+    unique: Uint8Array,
+    data: Uint8Array,
+  ): number {
+    const slot = handleNumber % SLOT_SPACE;
+    const gen = (handleNumber - slot) / SLOT_SPACE;
+    if (slot === 0 || gen >= GEN_LIMIT) {
+      throw new RangeError(`Cannot restore job: ${handleNumber} is not a handle number`);
+    }
+    while (slot >= this.capacity) this.#grow(this.capacity * 2);
+    if (this.state[slot] !== JobState.FREE && slot < this.#unused) {
+      throw new RangeError(`Cannot restore job: handle ${handleNumber} is restored twice`);
+    }
+    if (slot >= this.#unused) {
+      for (let s = this.#unused; s < slot; s++) this.state[s] = JobState.FREE;
+      this.#unused = slot + 1;
+    }
+    this.#count++;
+    this.gen[slot] = gen;
+    this.state[slot] = JobState.QUEUED;
+    this.priority[slot] = priority;
+    this.background[slot] = 1;
+    this.fn[slot] = fn;
+    this.next[slot] = 0;
+    this.prev[slot] = 0;
+    this.payload[slot] = this.payloads.store(unique, data);
+    this.uniqueLen[slot] = unique.length;
+    this.dataLen[slot] = data.length;
+    this.client[slot] = 0;
+    this.worker[slot] = 0;
+    this.retries[slot] = 0;
+    return slot;
+  }
+
+  /** After {@link restore}: every slot not restored becomes free. */
+  endRestore(): void {
+    this.#freeHead = 0;
+    for (let s = this.#unused - 1; s >= 1; s--) {
+      if (this.state[s] !== JobState.FREE) continue;
+      this.gen[s] = this.#genBase;
+      this.next[s] = this.#freeHead;
+      this.#freeHead = s;
+    }
   }
 
   /** Free a slot; its handle stops resolving. */

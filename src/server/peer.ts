@@ -15,6 +15,12 @@ export interface PeerConnection {
   readonly remoteHost: string;
   /** Whether the connection is closing or closed. */
   readonly closed: boolean;
+  /** Hold output back until `uncork` (replies waiting for a store commit). */
+  cork(): void;
+  /** Release one `cork`. */
+  uncork(): void;
+  /** Close at once, dropping unsent output (a commit failed: its acks must not go out). */
+  abort(): void;
 }
 
 /** One connected client, worker or admin tool. */

@@ -57,6 +57,8 @@ export class Connection {
   #out: PacketWriter = new PacketWriter();
   #spare: PacketWriter = new PacketWriter();
   #flushScheduled = false;
+  /** While above 0, output is held back (e.g. until a store commit). */
+  #corked = 0;
   /** Bytes of the write in flight not yet accepted by the socket. */
   #writing = 0;
   /** No more reads; pending output is flushed, then the socket closes. */
@@ -123,12 +125,35 @@ export class Connection {
     return this.#out;
   }
 
+  /**
+   * Hold output back until the matching {@link uncork}: replies that must
+   * not leave before something else happens (a JOB_CREATED before its job
+   * is committed to a store) wait in the outbox, in order with the rest.
+   */
+  cork(): void {
+    this.#corked++;
+  }
+
+  /** Release one {@link cork}; at zero, what waited is written. */
+  uncork(): void {
+    if (this.#corked > 0 && --this.#corked === 0) this.#flush();
+  }
+
+  /** Drop everything in the outbox and close at once (no flush). */
+  abort(): void {
+    this.#out.reset();
+    this.#closing = true;
+    this.#framer.stop();
+    this.#closeSocket();
+  }
+
   #flush = (): void => {
     this.#flushScheduled = false;
     if (this.#socketClosed) {
       this.#out.reset();
       return;
     }
+    if (this.#corked > 0) return;
     if (this.#writing === 0 && this.#out.length > 0) void this.#writeLoop();
   };
 

@@ -1,0 +1,42 @@
+// The default store: nothing is written anywhere; dead letters are kept in
+// memory (the most recent 10,000).
+
+import type { DeadLetter, JobStore, StoredJob } from "./job_store.ts";
+
+const MAX_DEAD_LETTERS = 10_000;
+
+/** A store that keeps nothing across restarts. */
+export class MemoryJobStore implements JobStore {
+  readonly description = "memory";
+  readonly durable = false;
+  readonly boot = 0;
+  readonly pending = false;
+  #dead: DeadLetter[] = [];
+  #nextDead = 1;
+
+  load(): Iterable<StoredJob> {
+    return [];
+  }
+  add(_job: StoredJob): void {}
+  remove(_handle: number): void {}
+  setRetries(_handle: number, _retries: number): void {}
+
+  addDeadLetter(letter: Omit<DeadLetter, "id">): void {
+    this.#dead.push({ ...letter, id: this.#nextDead++ });
+    if (this.#dead.length > MAX_DEAD_LETTERS) this.#dead.shift();
+  }
+
+  deadLetters(): DeadLetter[] {
+    return [...this.#dead];
+  }
+
+  removeDeadLetter(id: number): boolean {
+    const i = this.#dead.findIndex((d) => d.id === id);
+    if (i < 0) return false;
+    this.#dead.splice(i, 1);
+    return true;
+  }
+
+  commit(): void {}
+  close(): void {}
+}

@@ -1,0 +1,304 @@
+// Durable jobs in one SQLite file (node:sqlite, WAL). All writes of a turn
+// of the event loop go in one transaction; the file is locked for this
+// process alone, so two servers cannot replay and run the same jobs.
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { DeadLetter, JobStore, StoredJob } from "./job_store.ts";
+
+/** The store could not be opened or written: the message says why and what to do. */
+export class StoreError extends Error {
+  /**
+   * Make the error.
+   *
+   * @param message What happened and what to do.
+   * @param options Standard error options.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StoreError";
+  }
+}
+
+/** Options for the SQLite store. */
+export interface SqliteStoreOptions {
+  /**
+   * `"normal"`: a commit survives the server process being killed (kill -9)
+   * but not a power cut or OS crash; `"full"`: fsync every commit, so it
+   * survives those too, at a cost per commit.
+   * @default "normal"
+   */
+  sync?: "normal" | "full";
+}
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+  handle   INTEGER PRIMARY KEY,
+  seq      INTEGER NOT NULL,
+  function BLOB    NOT NULL,
+  uniq     BLOB    NOT NULL,
+  data     BLOB    NOT NULL,
+  priority INTEGER NOT NULL,
+  run_at   INTEGER NOT NULL,
+  cron     TEXT    NOT NULL,
+  retries  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+  id        INTEGER PRIMARY KEY AUTOINCREMENT,
+  handle    INTEGER NOT NULL,
+  function  BLOB    NOT NULL,
+  uniq      BLOB    NOT NULL,
+  data      BLOB    NOT NULL,
+  priority  INTEGER NOT NULL,
+  retries   INTEGER NOT NULL,
+  failed_at INTEGER NOT NULL,
+  reason    TEXT    NOT NULL
+);
+`;
+
+/** Function names and uniques are byte strings; stored as BLOBs, byte for byte. */
+function toBlob(s: string): Uint8Array {
+  const b = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
+  return b;
+}
+
+function fromBlob(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length; i += 4096) {
+    s += String.fromCharCode.apply(null, b.subarray(i, i + 4096) as unknown as number[]);
+  }
+  return s;
+}
+
+/** A job store in one SQLite file. */
+export class SqliteJobStore implements JobStore {
+  readonly description: string;
+  readonly durable = true;
+  readonly boot: number;
+  readonly #db: DatabaseSync;
+  readonly #insert: StatementSync;
+  readonly #delete: StatementSync;
+  readonly #retries: StatementSync;
+  readonly #insertDead: StatementSync;
+  #adds = new Map<number, StoredJob>();
+  #removes: number[] = [];
+  #retryUpdates = new Map<number, number>();
+  #dead: Omit<DeadLetter, "id">[] = [];
+  #closed = false;
+
+  private constructor(path: string, db: DatabaseSync, boot: number) {
+    this.description = `sqlite:${path}`;
+    this.#db = db;
+    this.boot = boot;
+    this.#insert = db.prepare(
+      "INSERT OR REPLACE INTO jobs (handle, seq, function, uniq, data, priority, run_at, cron, retries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    this.#delete = db.prepare("DELETE FROM jobs WHERE handle = ?");
+    this.#retries = db.prepare("UPDATE jobs SET retries = ? WHERE handle = ?");
+    this.#insertDead = db.prepare(
+      "INSERT INTO dead_letters (handle, function, uniq, data, priority, retries, failed_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+  }
+
+  /**
+   * Open (or create) the store at `path`, lock it for this process, and
+   * count this start.
+   *
+   * @throws {StoreError} With a message that says what is wrong: no
+   * permission, not a database, locked by another process, unwritable.
+   */
+  static open(path: string, options: SqliteStoreOptions = {}): SqliteJobStore {
+    const { sync = "normal" } = options;
+    let db: DatabaseSync | undefined;
+    try {
+      db = new DatabaseSync(path);
+      // Fail at once if another process has the file; then hold it alone.
+      db.exec("PRAGMA busy_timeout = 0");
+      db.exec("PRAGMA locking_mode = EXCLUSIVE");
+      const version = (db.prepare("PRAGMA user_version").get() as { user_version: number })
+        .user_version;
+      if (version > SCHEMA_VERSION) {
+        throw new StoreError(
+          `Cannot open job store ${path}: it was written by a newer version (schema ${version}, this server knows ${SCHEMA_VERSION}); upgrade the server`,
+        );
+      }
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec(`PRAGMA synchronous = ${sync === "full" ? "FULL" : "NORMAL"}`);
+      db.exec("BEGIN IMMEDIATE");
+      db.exec(SCHEMA);
+      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      const row = db.prepare("SELECT value FROM meta WHERE key = 'boot'").get() as
+        | { value: number }
+        | undefined;
+      const boot = (row?.value ?? 0) + 1;
+      db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('boot', ?)").run(boot);
+      db.exec("COMMIT");
+      return new SqliteJobStore(path, db, boot);
+    } catch (err) {
+      try {
+        db?.close();
+      } catch { /* closing a half-open database */ }
+      if (err instanceof StoreError) throw err;
+      throw new StoreError(explain(path, err as Error), { cause: err });
+    }
+  }
+
+  get pending(): boolean {
+    return this.#adds.size > 0 || this.#removes.length > 0 || this.#retryUpdates.size > 0 ||
+      this.#dead.length > 0;
+  }
+
+  *load(): Iterable<StoredJob> {
+    const rows = this.#db.prepare(
+      "SELECT handle, seq, function, uniq, data, priority, run_at, cron, retries FROM jobs ORDER BY seq",
+    ).iterate() as Iterable<Record<string, unknown>>;
+    for (const r of rows) {
+      yield {
+        handle: Number(r.handle),
+        seq: Number(r.seq),
+        function: fromBlob(r.function as Uint8Array),
+        unique: r.uniq as Uint8Array,
+        data: r.data as Uint8Array,
+        priority: Number(r.priority),
+        runAt: Number(r.run_at),
+        cron: String(r.cron),
+        retries: Number(r.retries),
+      };
+    }
+  }
+
+  add(job: StoredJob): void {
+    this.#adds.set(job.handle, job);
+  }
+
+  remove(handle: number): void {
+    // Added and removed in the same turn: never written at all.
+    if (this.#adds.delete(handle)) {
+      this.#retryUpdates.delete(handle);
+      return;
+    }
+    this.#retryUpdates.delete(handle);
+    this.#removes.push(handle);
+  }
+
+  setRetries(handle: number, retries: number): void {
+    const added = this.#adds.get(handle);
+    if (added) added.retries = retries;
+    else this.#retryUpdates.set(handle, retries);
+  }
+
+  addDeadLetter(letter: Omit<DeadLetter, "id">): void {
+    this.#dead.push(letter);
+  }
+
+  deadLetters(): DeadLetter[] {
+    const rows = this.#db.prepare(
+      "SELECT id, handle, function, uniq, data, priority, retries, failed_at, reason FROM dead_letters ORDER BY id",
+    ).all() as Record<string, unknown>[];
+    const out = rows.map((r) => ({
+      id: Number(r.id),
+      handle: Number(r.handle),
+      function: fromBlob(r.function as Uint8Array),
+      unique: r.uniq as Uint8Array,
+      data: r.data as Uint8Array,
+      priority: Number(r.priority),
+      retries: Number(r.retries),
+      failedAt: Number(r.failed_at),
+      reason: String(r.reason),
+    }));
+    return out;
+  }
+
+  removeDeadLetter(id: number): boolean {
+    const r = this.#db.prepare("DELETE FROM dead_letters WHERE id = ?").run(id);
+    return Number(r.changes) > 0;
+  }
+
+  commit(): void {
+    if (!this.pending || this.#closed) return;
+    const adds = this.#adds;
+    const removes = this.#removes;
+    const retries = this.#retryUpdates;
+    const dead = this.#dead;
+    this.#adds = new Map();
+    this.#removes = [];
+    this.#retryUpdates = new Map();
+    this.#dead = [];
+    const db = this.#db;
+    db.exec("BEGIN");
+    try {
+      for (const j of adds.values()) {
+        this.#insert.run(
+          j.handle,
+          j.seq,
+          toBlob(j.function),
+          j.unique,
+          j.data,
+          j.priority,
+          j.runAt,
+          j.cron,
+          j.retries,
+        );
+      }
+      for (const [handle, n] of retries) this.#retries.run(n, handle);
+      for (const d of dead) {
+        this.#insertDead.run(
+          d.handle,
+          toBlob(d.function),
+          d.unique,
+          d.data,
+          d.priority,
+          d.retries,
+          d.failedAt,
+          d.reason,
+        );
+      }
+      for (const handle of removes) this.#delete.run(handle);
+      db.exec("COMMIT");
+    } catch (err) {
+      try {
+        db.exec("ROLLBACK");
+      } catch { /* the transaction is already gone */ }
+      throw new StoreError(
+        `Cannot write to job store ${this.description}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    try {
+      this.commit();
+    } finally {
+      this.#closed = true;
+      this.#db.close();
+    }
+  }
+}
+
+function explain(path: string, err: Error): string {
+  const m = err.message;
+  if (
+    err.name === "NotCapable" || err.name === "PermissionDenied" ||
+    /Requires (read|write) access/.test(m)
+  ) {
+    const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+    return `Cannot open job store ${path}: Deno has no permission for it; run with --allow-read=${dir} --allow-write=${dir} (SQLite also writes ${path}-wal beside it)`;
+  }
+  if (/database is locked|SQLITE_BUSY/i.test(m)) {
+    return `Cannot open job store ${path}: the file is locked by another process (is another server using it?); stop that server or use another file`;
+  }
+  if (/not a database|malformed|corrupt/i.test(m)) {
+    return `Cannot open job store ${path}: the file is not a SQLite database or is damaged (${m}); it was left untouched: move it aside or point --store at another file`;
+  }
+  if (/readonly|read-only|unable to open/i.test(m)) {
+    return `Cannot open job store ${path}: the file or its directory is not writable (${m}); fix its permissions or choose another path`;
+  }
+  return `Cannot open job store ${path}: ${m}`;
+}
