@@ -54,8 +54,10 @@ export {
 export {
   AdminClient,
   type AdminClientOptions,
+  type DeadLetterInfo,
   type FunctionStatus,
   type JobInfo,
   type PriorityStatus,
+  type ScheduledJobInfo,
   type WorkerInfo,
 } from "./src/client/admin_client.ts";

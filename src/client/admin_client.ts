@@ -115,6 +115,57 @@ export interface AdminClientOptions {
 const LISTINGS = new Set(["status", "workers", "prioritystatus", "jobs", "clients", "show"]);
 
 /**
+ * A job waiting for its run-at time (`show scheduled`; this package's server).
+ *
+ * @example Read a scheduled row
+ * ```ts
+ * import type { ScheduledJobInfo } from "@x/gearman/client";
+ * const row: ScheduledJobInfo = { handle: "H:h:1", function: "f", runAt: new Date(0), unique: "" };
+ * console.assert(row.runAt.getTime() === 0);
+ * ```
+ */
+export interface ScheduledJobInfo {
+  /** Job handle. */
+  handle: string;
+  /** Function name. */
+  function: string;
+  /** When it runs. */
+  runAt: Date;
+  /** Unique id ("" if none). */
+  unique: string;
+}
+
+/**
+ * A job that ran out of retries (`show dead`; this package's server).
+ *
+ * @example Read a dead letter
+ * ```ts
+ * import type { DeadLetterInfo } from "@x/gearman/client";
+ * const row: DeadLetterInfo = {
+ *   id: 1, handle: "H:h:1", function: "f", unique: "", retries: 3, failedAt: new Date(0),
+ *   reason: "worker disconnected it",
+ * };
+ * console.assert(row.retries === 3);
+ * ```
+ */
+export interface DeadLetterInfo {
+  /** Id to retry or purge it by. */
+  id: number;
+  /** The handle the job had. */
+  handle: string;
+  /** Function name. */
+  function: string;
+  /** Unique id ("" if none). */
+  unique: string;
+  /** Retries it had. */
+  retries: number;
+  /** When it failed. */
+  failedAt: Date;
+  /** Why its last worker lost it. */
+  reason: string;
+}
+
+/**
  * Runs admin commands on one Gearman server (ours, C++ gearmand or the Perl
  * server) and parses the replies. Commands run one at a time, in order.
  *
@@ -266,6 +317,58 @@ export class AdminClient implements AsyncDisposable {
    */
   showUniqueJobs(): Promise<string[]> {
     return this.command("show unique jobs");
+  }
+
+  /**
+   * Jobs waiting for their run-at time, soonest first (this package's server).
+   *
+   * @returns One row per scheduled job.
+   */
+  async showScheduled(): Promise<ScheduledJobInfo[]> {
+    return (await this.command("show scheduled")).map((l) => {
+      const [handle = "", fn = "", at = "", unique = ""] = l.split("\t");
+      return { handle, function: fn, runAt: new Date(at), unique };
+    });
+  }
+
+  /**
+   * Jobs that ran out of retries (this package's server, with `--job-retries`).
+   *
+   * @returns One row per dead letter, oldest first.
+   */
+  async deadLetters(): Promise<DeadLetterInfo[]> {
+    return (await this.command("show dead")).map((l) => {
+      const [id, handle = "", fn = "", unique = "", retries, at = "", reason = ""] = l.split("\t");
+      return {
+        id: Number(id),
+        handle,
+        function: fn,
+        unique,
+        retries: Number(retries),
+        failedAt: new Date(at),
+        reason,
+      };
+    });
+  }
+
+  /**
+   * Queue dead letters again as new background jobs.
+   *
+   * @param id A dead letter's id, or `"all"`.
+   * @returns How many were queued.
+   */
+  async retryDeadLetters(id: number | "all"): Promise<number> {
+    return Number(await this.#ok(`retry dead ${id}`));
+  }
+
+  /**
+   * Forget dead letters.
+   *
+   * @param id A dead letter's id, or `"all"`.
+   * @returns How many were removed.
+   */
+  async purgeDeadLetters(id: number | "all"): Promise<number> {
+    return Number(await this.#ok(`purge dead ${id}`));
   }
 
   /**

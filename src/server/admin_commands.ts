@@ -53,6 +53,8 @@ export class AdminCommands {
         const what = words.slice(1).join(" ").toLowerCase();
         if (what === "jobs") return this.#showJobs();
         if (what === "unique jobs") return this.#showUniqueJobs();
+        if (what === "scheduled") return this.#showScheduled();
+        if (what === "dead") return this.#showDead();
         return "ERR UNKNOWN_SHOW_ARGUMENTS\r\n";
       }
       case "cancel":
@@ -70,6 +72,12 @@ export class AdminCommands {
           return incomplete("drop");
         }
         return this.#drop(words[2]!);
+      case "retry":
+      case "purge":
+        if (words.length !== 3 || words[1]!.toLowerCase() !== "dead") {
+          return `ERR INVALID_ARGUMENTS Use+${cmd}+dead+ID+or+${cmd}+dead+all\r\n`;
+        }
+        return this.#dead(cmd, words[2]!);
       case "maxqueue":
         return this.#maxQueue(words);
       case "getpid":
@@ -142,6 +150,47 @@ export class AdminCommands {
     let out = "";
     for (const slot of jobs.slots()) out += `${byteString(jobs.unique(slot))}\n`;
     return out + ".\n";
+  }
+
+  /** Scheduled jobs: handle, function, run-at time (ISO 8601, UTC), unique. */
+  #showScheduled(): string {
+    const d = this.#d;
+    let out = "";
+    for (const { slot, runAt } of d.scheduledJobs()) {
+      out += `${d.handleString(slot)}\t${d.functionById(d.jobs.fn[slot]!).name}\t${
+        new Date(runAt).toISOString()
+      }\t${byteString(d.jobs.unique(slot))}\n`;
+    }
+    return out + ".\n";
+  }
+
+  /** Dead letters: id, old handle, function, unique, retries, failed at, reason. */
+  #showDead(): string {
+    const d = this.#d;
+    let out = "";
+    for (const l of d.store.deadLetters()) {
+      out += `${l.id}\t${byteString(d.handlePrefix)}${l.handle}\t${l.function}\t${
+        byteString(l.unique)
+      }\t${l.retries}\t${new Date(l.failedAt).toISOString()}\t${l.reason}\n`;
+    }
+    return out + ".\n";
+  }
+
+  /** `retry dead ID|all` queues dead letters again; `purge dead ID|all` forgets them. */
+  #dead(cmd: string, which: string): string {
+    const d = this.#d;
+    const letters = d.store.deadLetters();
+    const chosen = which.toLowerCase() === "all"
+      ? letters
+      : letters.filter((l) => String(l.id) === which);
+    if (chosen.length === 0 && which.toLowerCase() !== "all") {
+      return "ERR UNKNOWN_DEAD_LETTER No+dead+letter+has+that+id;+see+show+dead\r\n";
+    }
+    for (const l of chosen) {
+      if (cmd === "retry") d.resubmit(l.function, l.unique, l.data, l.priority);
+      d.store.removeDeadLetter(l.id);
+    }
+    return `OK ${chosen.length}\r\n`;
   }
 
   /** Perl Gearman::Server `jobs`: function, unique, worker address, listeners. */
