@@ -124,9 +124,10 @@ export class AdminCommands {
     let out = "";
     for (const f of this.#d.functions.values()) {
       // Scheduled jobs are NORMAL priority (SUBMIT_JOB_EPOCH/_SCHED); gearmand counts them queued.
-      out += `${f.name}\t${f.queues[0].length}\t${f.queues[1].length + f.scheduled}\t${
-        f.queues[2].length
-      }\t${f.workers.size}\n`;
+      // Jobs waiting in the store's overflow count too.
+      out += `${f.name}\t${f.queues[0].length + f.spilled[0]}\t${
+        f.queues[1].length + f.scheduled + f.spilled[1]
+      }\t${f.queues[2].length + f.spilled[2]}\t${f.workers.size}\n`;
     }
     return out + ".\n";
   }
@@ -230,7 +231,7 @@ export class AdminCommands {
     const bytes = new Uint8Array(handle.length);
     for (let i = 0; i < handle.length; i++) bytes[i] = handle.charCodeAt(i);
     const slot = d.slotOfHandle(bytes);
-    if (slot === 0) return "ERR UNKNOWN_JOB\r\n";
+    if (slot === 0) return d.cancelStored(bytes) ? OK : "ERR UNKNOWN_JOB\r\n";
     d.cancel(slot);
     return OK;
   }

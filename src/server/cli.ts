@@ -26,6 +26,8 @@ Options:
                        (committed before JOB_CREATED, replayed on restart; needs
                        --allow-read and --allow-write for PATH's directory) (default memory)
   --store-sync MODE    normal (survives kill -9) or full (also power loss) (default normal)
+  --max-memory-jobs N  with a store: queued jobs kept in memory; the rest wait on disk
+                       and are paged in as workers drain (default 1000000)
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 `;
@@ -51,6 +53,7 @@ export interface ServerFlags {
   handleHost: string | undefined;
   store: string;
   storeSync: "normal" | "full";
+  maxMemoryJobs: number;
 }
 
 function integerFlag(name: string, value: string | undefined, def: number, max: number): number {
@@ -79,6 +82,7 @@ export function parseServerFlags(args: string[]): ServerFlags {
         "handle-host": { type: "string" },
         store: { type: "string" },
         "store-sync": { type: "string" },
+        "max-memory-jobs": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -107,7 +111,15 @@ export function parseServerFlags(args: string[]): ServerFlags {
   if (storeSync !== "normal" && storeSync !== "full") {
     throw new UsageError(`--store-sync must be normal or full, got "${storeSync}"`);
   }
+  const maxMemoryJobs = integerFlag(
+    "max-memory-jobs",
+    values["max-memory-jobs"],
+    1_000_000,
+    2 ** 31,
+  );
+  if (maxMemoryJobs === 0) throw new UsageError("--max-memory-jobs must be at least 1");
   return {
+    maxMemoryJobs,
     store,
     storeSync,
     help: values.help ?? false,
@@ -158,6 +170,7 @@ export async function runServerCli(args: string[]): Promise<number> {
       ...(flags.handleHost !== undefined ? { handleHost: flags.handleHost } : {}),
       store: flags.store,
       storeSync: flags.storeSync,
+      maxMemoryJobs: flags.maxMemoryJobs,
     });
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {

@@ -15,7 +15,7 @@ import {
   startsWith,
 } from "../protocol/_bytes.ts";
 import { FunctionEntry } from "./function_entry.ts";
-import { JobState, JobTable, Priority } from "./job_table.ts";
+import { JobState, JobTable, Priority, SPILL_BASE } from "./job_table.ts";
 import { Peer, type PeerConnection } from "./peer.ts";
 import { nextCronTime } from "./cron.ts";
 import type { JobStore, StoredJob } from "./store/job_store.ts";
@@ -53,7 +53,18 @@ export interface DispatcherOptions {
    * @default a MemoryJobStore (nothing kept)
    */
   store?: JobStore;
+  /**
+   * With a durable store: queued background jobs kept in memory; past this,
+   * new ones are kept only in the store and paged in as workers drain.
+   * @default 1000000
+   */
+  maxMemoryJobs?: number;
 }
+
+/** Jobs paged in from the store at a time. */
+const PAGE_SIZE = 10_000;
+/** Page in when a queue with jobs on disk has fewer than this in memory. */
+const PAGE_LOW_WATER = 2_000;
 
 /** The log calls the dispatcher makes. */
 export interface DispatcherLog {
@@ -119,6 +130,12 @@ export class Dispatcher {
   #corked: Peer[] = [];
   #commitScheduled = false;
   #committing: Promise<void> | undefined;
+  readonly #maxMemoryJobs: number;
+  /**
+   * Slots of jobs whose handle does not encode their slot (paged in from the
+   * store's overflow, or replayed past the memory limit), by handle number.
+   */
+  #movedSlots = new Map<number, number>();
 
   constructor(options: DispatcherOptions) {
     const {
@@ -128,8 +145,10 @@ export class Dispatcher {
       log = silentLog,
       now = Date.now,
       store = new MemoryJobStore(),
+      maxMemoryJobs = 1_000_000,
     } = options;
     this.store = store;
+    this.#maxMemoryJobs = maxMemoryJobs;
     this.jobs.setBoot(store.boot);
     this.handlePrefix = byteStringBytes(`H:${handleHost}:`);
     this.jobRetries = jobRetries;
@@ -211,9 +230,40 @@ export class Dispatcher {
 
   /** The live slot a handle names, or 0. */
   slotOfHandle(handle: Uint8Array): number {
+    const n = this.handleNumberOf(handle);
+    if (this.#movedSlots.size > 0) {
+      const moved = this.#movedSlots.get(n);
+      if (moved !== undefined) return moved;
+    }
+    return n >= SPILL_BASE ? 0 : this.jobs.slotOf(n);
+  }
+
+  /** The number in a handle of this server (`H:host:N`), or -1. */
+  handleNumberOf(handle: Uint8Array): number {
     const prefix = this.handlePrefix;
-    if (!startsWith(handle, 0, prefix)) return 0;
-    return this.jobs.slotOf(parseDecimal(handle, prefix.length, handle.length));
+    if (!startsWith(handle, 0, prefix)) return -1;
+    return parseDecimal(handle, prefix.length, handle.length);
+  }
+
+  /** A job kept only in the store (overflow), by handle, if any. */
+  storedOnly(handle: Uint8Array): StoredJob | undefined {
+    if (!this.store.durable) return undefined;
+    const n = this.handleNumberOf(handle);
+    if (n < 0 || this.#movedSlots.has(n) || (n < SPILL_BASE && this.jobs.slotOf(n) !== 0)) {
+      return undefined;
+    }
+    this.#commitNow();
+    return this.store.findByHandle(n);
+  }
+
+  /** Cancel a job kept only in the store; false if there is none. */
+  cancelStored(handle: Uint8Array): boolean {
+    const j = this.storedOnly(handle);
+    if (j === undefined) return false;
+    const f = this.functionEntry(j.function);
+    f.spilled[j.priority]!--;
+    this.#storeWrite(() => this.store.remove(j.handle));
+    return true;
   }
 
   /** Peers waiting on a job (ids whose peer is still connected). */
@@ -426,6 +476,7 @@ export class Dispatcher {
       for (let i = fns.length - 1; i >= 0; i--) {
         const f = fns[i]!;
         const q = f.queues[p]!;
+        if (f.spilled[p]! > 0 && q.length < PAGE_LOW_WATER) this.#pageIn(f, p);
         const slot = q.shift(jobs);
         if (slot === 0) continue;
         this.#assign(peer, f, slot, type);
@@ -658,6 +709,7 @@ export class Dispatcher {
     }
     this.#status.delete(slot);
     this.#reducers.delete(slot);
+    if (this.#movedSlots.size > 0) this.#movedSlots.delete(jobs.handleNumber(slot));
     jobs.free(slot);
   }
 
@@ -785,7 +837,10 @@ export class Dispatcher {
 
     const key = uniqueLen > 0 ? uniqueKey(unique, data) : undefined;
     if (key !== undefined) {
-      const existing = f.uniques.get(key);
+      let existing = f.uniques.get(key);
+      if (existing === undefined && f.spilled[0] + f.spilled[1] + f.spilled[2] > 0) {
+        existing = this.#pageInUnique(f, unique, data);
+      }
       if (existing !== undefined) {
         // A background submit keeps the job alive even if its foreground
         // clients leave, and makes it durable.
@@ -806,6 +861,13 @@ export class Dispatcher {
       return;
     }
 
+    if (
+      background && this.store.durable && runAt === 0 &&
+      (f.spilled[priority]! > 0 || jobs.count >= this.#maxMemoryJobs)
+    ) {
+      this.#spill(peer, f, priority, unique, data);
+      return;
+    }
     const slot = jobs.add(f.id, priority, background, unique, data);
     this.stats.submitted++;
     if (reducer !== undefined) this.#reducers.set(slot, reducer);
@@ -939,29 +1001,121 @@ export class Dispatcher {
   }
 
   /**
-   * Put stored jobs back after a restart, at the handles they had, in
-   * their submit order. Call once, before any connection.
+   * Put stored jobs back after a restart, at the handles they had, in their
+   * submit order: the first `maxMemoryJobs` in memory, the rest left in the
+   * store to be paged in. Call once, before any connection.
    */
-  restore(stored: Iterable<StoredJob>): number {
+  restoreFrom(store: JobStore): number {
     const jobs = this.jobs;
-    let n = 0;
-    for (const j of stored) {
+    const rows: { j: StoredJob; f: FunctionEntry; slot: number }[] = [];
+    let lastSeq = 0;
+    // Slot handles go back to their slots first; overflow handles get slots after.
+    for (const j of store.loadHead(this.#maxMemoryJobs)) {
       const f = this.functionEntry(j.function);
-      const slot = jobs.restore(j.handle, f.id, j.priority, j.unique, j.data);
-      jobs.retries[slot] = Math.min(j.retries, 0xffff);
-      if (j.unique.length > 0) {
-        const key = uniqueKey(j.unique, j.data);
-        if (key !== undefined) f.uniques.set(key, slot);
-      }
-      if (j.runAt > 0) this.#runAt.set(slot, j.runAt);
-      if (j.cron !== "") this.#cron.set(slot, j.cron);
-      this.#seq = Math.max(this.#seq, j.seq + 1);
-      jobs.state[slot] = JobState.PENDING;
-      this.#release(slot);
-      n++;
+      const slot = j.handle < SPILL_BASE
+        ? jobs.restore(j.handle, f.id, j.priority, j.unique, j.data)
+        : 0;
+      rows.push({ j, f, slot });
+      lastSeq = Math.max(lastSeq, j.seq);
     }
     jobs.endRestore();
-    return n;
+    for (const row of rows) {
+      const { j, f } = row;
+      if (row.slot === 0) {
+        row.slot = jobs.add(f.id, j.priority, true, j.unique, j.data);
+        jobs.setHandle(row.slot, j.handle);
+        this.#movedSlots.set(j.handle, row.slot);
+      }
+      this.#adopt(row.slot, f, j);
+    }
+    this.#seq = Math.max(this.#seq, lastSeq + 1);
+    let spilled = 0;
+    for (const b of store.backlog(lastSeq)) {
+      const f = this.functionEntry(b.function);
+      f.spilled[b.priority] = b.count;
+      f.pagedUpTo[b.priority] = lastSeq;
+      spilled += b.count;
+    }
+    if (spilled > 0) this.#seq = Math.max(this.#seq, store.maxSeq() + 1);
+    return rows.length + spilled;
+  }
+
+  /** Set up a job read from the store and put it where it can run. */
+  #adopt(slot: number, f: FunctionEntry, j: StoredJob): void {
+    const jobs = this.jobs;
+    jobs.retries[slot] = Math.min(j.retries, 0xffff);
+    if (j.unique.length > 0) {
+      const key = uniqueKey(j.unique, j.data);
+      if (key !== undefined && !f.uniques.has(key)) f.uniques.set(key, slot);
+    }
+    if (j.runAt > 0) this.#runAt.set(slot, j.runAt);
+    if (j.cron !== "") this.#cron.set(slot, j.cron);
+    this.#seq = Math.max(this.#seq, j.seq + 1);
+    jobs.state[slot] = JobState.PENDING;
+    this.#release(slot);
+  }
+
+  /** Keep a background job only in the store: memory is full, or its queue already overflows. */
+  #spill(peer: Peer, f: FunctionEntry, priority: number, unique: Uint8Array, data: Uint8Array) {
+    const seq = this.#seq++;
+    const handle = SPILL_BASE + seq;
+    if (f.spilled[priority] === 0) f.pagedUpTo[priority] = seq - 1;
+    f.spilled[priority]!++;
+    this.store.add({
+      handle,
+      seq,
+      function: f.name,
+      unique: unique.slice(),
+      data: data.slice(),
+      priority,
+      runAt: 0,
+      cron: "",
+      retries: 0,
+    });
+    this.stats.submitted++;
+    this.#cork(peer);
+    peer.conn.out().begin(RES, T.JOB_CREATED).bytes(this.handlePrefix).decimal(handle).end();
+    this.#wakeOne(f);
+  }
+
+  /** Bring the next jobs of a queue in from the store. */
+  #pageIn(f: FunctionEntry, p: number): void {
+    this.#commitNow();
+    const rows = this.store.page(f.name, p, f.pagedUpTo[p]!, PAGE_SIZE);
+    for (const j of rows) {
+      f.pagedUpTo[p] = j.seq;
+      // Already in memory: paged in early for a coalescing submit, or never spilled.
+      if (this.#movedSlots.has(j.handle)) continue;
+      if (j.handle < SPILL_BASE && this.jobs.slotOf(j.handle) !== 0) continue;
+      f.spilled[p]!--;
+      this.#pageInJob(f, j);
+    }
+    if (rows.length === 0) f.spilled[p] = 0;
+  }
+
+  #pageInJob(f: FunctionEntry, j: StoredJob): number {
+    const slot = this.jobs.add(f.id, j.priority, true, j.unique, j.data);
+    this.jobs.setHandle(slot, j.handle);
+    this.#movedSlots.set(j.handle, slot);
+    this.#adopt(slot, f, j);
+    return slot;
+  }
+
+  /** A job kept only in the store with this unique key: page it in now (it keeps its place count). */
+  #pageInUnique(f: FunctionEntry, unique: Uint8Array, data: Uint8Array): number | undefined {
+    this.#commitNow();
+    const j = this.store.findByUnique(f.name, unique, data);
+    if (j === undefined) return undefined;
+    const known = this.#movedSlots.get(j.handle) ??
+      (j.handle < SPILL_BASE ? this.jobs.slotOf(j.handle) : 0);
+    if (known !== 0) return known;
+    f.spilled[j.priority]!--;
+    return this.#pageInJob(f, j);
+  }
+
+  /** Commit now (before reading the store), if anything is buffered. */
+  #commitNow(): void {
+    if (this.store.pending || this.#corked.length > 0) this.#commit();
   }
 
   /** Scheduled jobs (handle, function, run-at ms, unique), soonest first. */
@@ -1004,7 +1158,8 @@ export class Dispatcher {
     const slot = this.slotOfHandle(handle);
     const w = peer.conn.out().begin(RES, T.STATUS_RES).bytes(handle).nul();
     if (slot === 0) {
-      w.byteString("0\x000\x000\x000").end();
+      const onDisk = this.storedOnly(handle) !== undefined;
+      w.byteString(onDisk ? "1\x000\x000\x000" : "0\x000\x000\x000").end();
       return;
     }
     const running = this.jobs.state[slot] === JobState.RUNNING;

@@ -21,6 +21,10 @@ export class FunctionEntry {
   scheduled = 0;
   /** Jobs handed to workers. */
   running = 0;
+  /** Queued jobs kept only in the store (overflow), by priority. */
+  readonly spilled: [number, number, number] = [0, 0, 0];
+  /** Store sequence up to which each priority's jobs are in memory. */
+  readonly pagedUpTo: [number, number, number] = [0, 0, 0];
   /** Workers that can do this function. */
   readonly workers: Set<Peer> = new Set();
   /** Capable workers asleep after PRE_SLEEP and not yet woken. */
@@ -40,7 +44,8 @@ export class FunctionEntry {
 
   /** Jobs in the queues, ready for a worker. */
   get ready(): number {
-    return this.queues[0].length + this.queues[1].length + this.queues[2].length;
+    return this.queues[0].length + this.queues[1].length + this.queues[2].length +
+      this.spilled[0] + this.spilled[1] + this.spilled[2];
   }
 
   /** Queued, scheduled and running jobs: the `status` TOTAL column. */

@@ -81,6 +81,13 @@ export interface ServeOptions {
    * @default "normal"
    */
   storeSync?: "normal" | "full";
+  /**
+   * With a durable store: queued jobs kept in memory. Past this, new
+   * background jobs are kept only in the store and paged in as workers
+   * drain, so a queue can grow far larger than memory.
+   * @default 1000000
+   */
+  maxMemoryJobs?: number;
   /** Aborting it shuts the server down (not gracefully). */
   signal?: AbortSignal;
 }
@@ -185,12 +192,14 @@ export class Server implements AsyncDisposable {
       handleHost = defaultHandleHost(),
       store = "memory",
       storeSync = "normal",
+      maxMemoryJobs = 1_000_000,
       signal,
     } = options;
     checkInteger("port", port, 0, 65535);
     checkInteger("jobRetries", jobRetries, 0, 65535);
     checkInteger("maxQueue", maxQueue, 0, Number.MAX_SAFE_INTEGER);
     checkInteger("maxPacketSize", maxPacketSize, 1, 0xffffffff);
+    checkInteger("maxMemoryJobs", maxMemoryJobs, 1, 2 ** 31);
     if (/[\s\0]/.test(handleHost) || handleHost === "") {
       throw new TypeError(
         `Cannot start server: handleHost must be non-empty with no spaces or NUL, received ${
@@ -206,9 +215,10 @@ export class Server implements AsyncDisposable {
       maxQueue,
       log: logAdapter(this.#logger),
       store: this.#store,
+      maxMemoryJobs,
     });
     if (this.#store.durable) {
-      const restored = this.#dispatcher.restore(this.#store.load());
+      const restored = this.#dispatcher.restoreFrom(this.#store);
       this.#logger.info("Job store {store}: restored {count} job(s)", {
         store: this.#store.description,
         count: restored,

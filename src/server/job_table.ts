@@ -24,6 +24,12 @@ export const Priority = { HIGH: 0, NORMAL: 1, LOW: 2 } as const;
 export type Priority = typeof Priority[keyof typeof Priority];
 
 const SLOT_SPACE = 2 ** 32;
+/**
+ * Handles at or above this were given to jobs that were kept on disk only
+ * when submitted (a store's overflow): `SPILL_BASE + seq`. Slot handles stay
+ * below it (generation < 2^20).
+ */
+export const SPILL_BASE = 2 ** 52;
 /** Generations wrap here so `gen * 2^32 + slot` stays a safe integer. */
 const GEN_LIMIT = 2 ** 20;
 const INITIAL_CAPACITY = 1024;
@@ -55,6 +61,8 @@ export class JobTable {
   #unused = 1;
   /** Generation new slots start at: differs per boot, so old handles do not match new jobs. */
   #genBase = 0;
+  /** Handles of jobs paged in from a store's overflow, by slot. */
+  #override = new Map<number, number>();
   #count = 0;
 
   constructor() {
@@ -193,6 +201,7 @@ export class JobTable {
 
   /** Free a slot; its handle stops resolving. */
   free(slot: number): void {
+    if (this.#override.size > 0) this.#override.delete(slot);
     this.payloads.free(this.payload[slot]!, this.uniqueLen[slot]! + this.dataLen[slot]!);
     this.state[slot] = JobState.FREE;
     this.gen[slot] = (this.gen[slot]! + 1) % GEN_LIMIT;
@@ -205,7 +214,16 @@ export class JobTable {
 
   /** The job's handle number. */
   handleNumber(slot: number): number {
+    if (this.#override.size > 0) {
+      const h = this.#override.get(slot);
+      if (h !== undefined) return h;
+    }
     return this.gen[slot]! * SLOT_SPACE + slot;
+  }
+
+  /** Give a slot the handle it was created with while on disk. */
+  setHandle(slot: number, handleNumber: number): void {
+    this.#override.set(slot, handleNumber);
   }
 
   /** The live slot a handle number names, or 0. */

@@ -111,6 +111,24 @@ export interface JobStore {
   deadLetters(): DeadLetter[];
   /** Remove a dead letter (retried or purged); false if unknown. */
   removeDeadLetter(id: number): boolean;
+  /**
+   * Jobs to replay at start, in submit order, at most `limit` of them; the
+   * rest stay in the store (see {@link JobStore.backlog}).
+   */
+  loadHead(limit: number): Iterable<StoredJob>;
+  /** Jobs with a sequence above `afterSeq`, counted by function and priority. */
+  backlog(afterSeq: number): { function: string; priority: number; count: number }[];
+  /**
+   * The next jobs of a function and priority after `afterSeq`, in order
+   * (committed jobs only: commit first).
+   */
+  page(fn: string, priority: number, afterSeq: number, limit: number): StoredJob[];
+  /** A stored job by function and unique key (for `-`, the data), if any. */
+  findByUnique(fn: string, unique: Uint8Array, data: Uint8Array): StoredJob | undefined;
+  /** The highest sequence number stored (0 when empty). */
+  maxSeq(): number;
+  /** A stored job by handle number, if any. */
+  findByHandle(handle: number): StoredJob | undefined;
   /** Whether writes are waiting for a commit. */
   readonly pending: boolean;
   /**

@@ -17,6 +17,24 @@ export class MemoryJobStore implements JobStore {
   load(): Iterable<StoredJob> {
     return [];
   }
+  loadHead(_limit: number): Iterable<StoredJob> {
+    return [];
+  }
+  backlog(_afterSeq: number): { function: string; priority: number; count: number }[] {
+    return [];
+  }
+  page(_fn: string, _priority: number, _afterSeq: number, _limit: number): StoredJob[] {
+    return [];
+  }
+  findByUnique(_fn: string, _unique: Uint8Array, _data: Uint8Array): StoredJob | undefined {
+    return undefined;
+  }
+  maxSeq(): number {
+    return 0;
+  }
+  findByHandle(_handle: number): StoredJob | undefined {
+    return undefined;
+  }
   add(_job: StoredJob): void {}
   remove(_handle: number): void {}
   setRetries(_handle: number, _retries: number): void {}

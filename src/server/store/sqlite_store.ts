@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS jobs (
   cron     TEXT    NOT NULL,
   retries  INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (function, priority, seq);
+CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (function, uniq) WHERE length(uniq) > 0;
+CREATE INDEX IF NOT EXISTS jobs_seq ON jobs (seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
   id        INTEGER PRIMARY KEY AUTOINCREMENT,
   handle    INTEGER NOT NULL,
@@ -73,6 +76,22 @@ function fromBlob(b: Uint8Array): string {
   return s;
 }
 
+const COLUMNS = "handle, seq, function, uniq, data, priority, run_at, cron, retries";
+
+function toJob(r: Record<string, unknown>): StoredJob {
+  return {
+    handle: Number(r.handle),
+    seq: Number(r.seq),
+    function: fromBlob(r.function as Uint8Array),
+    unique: r.uniq as Uint8Array,
+    data: r.data as Uint8Array,
+    priority: Number(r.priority),
+    runAt: Number(r.run_at),
+    cron: String(r.cron),
+    retries: Number(r.retries),
+  };
+}
+
 /** A job store in one SQLite file. */
 export class SqliteJobStore implements JobStore {
   readonly description: string;
@@ -88,6 +107,7 @@ export class SqliteJobStore implements JobStore {
   #retryUpdates = new Map<number, number>();
   #dead: Omit<DeadLetter, "id">[] = [];
   #closed = false;
+  #pageStatement: StatementSync | undefined;
 
   private constructor(path: string, db: DatabaseSync, boot: number) {
     this.description = `sqlite:${path}`;
@@ -151,23 +171,60 @@ export class SqliteJobStore implements JobStore {
       this.#dead.length > 0;
   }
 
-  *load(): Iterable<StoredJob> {
+  load(): Iterable<StoredJob> {
+    return this.loadHead(Number.MAX_SAFE_INTEGER);
+  }
+
+  *loadHead(limit: number): Iterable<StoredJob> {
+    const rows = this.#db.prepare(`SELECT ${COLUMNS} FROM jobs ORDER BY seq LIMIT ?`).iterate(
+      Math.min(limit, Number.MAX_SAFE_INTEGER),
+    ) as Iterable<Record<string, unknown>>;
+    for (const r of rows) yield toJob(r);
+  }
+
+  backlog(afterSeq: number): { function: string; priority: number; count: number }[] {
     const rows = this.#db.prepare(
-      "SELECT handle, seq, function, uniq, data, priority, run_at, cron, retries FROM jobs ORDER BY seq",
-    ).iterate() as Iterable<Record<string, unknown>>;
-    for (const r of rows) {
-      yield {
-        handle: Number(r.handle),
-        seq: Number(r.seq),
-        function: fromBlob(r.function as Uint8Array),
-        unique: r.uniq as Uint8Array,
-        data: r.data as Uint8Array,
-        priority: Number(r.priority),
-        runAt: Number(r.run_at),
-        cron: String(r.cron),
-        retries: Number(r.retries),
-      };
-    }
+      "SELECT function, priority, COUNT(*) AS n FROM jobs WHERE seq > ? GROUP BY function, priority",
+    ).all(afterSeq) as Record<string, unknown>[];
+    return rows.map((r) => ({
+      function: fromBlob(r.function as Uint8Array),
+      priority: Number(r.priority),
+      count: Number(r.n),
+    }));
+  }
+
+  page(fn: string, priority: number, afterSeq: number, limit: number): StoredJob[] {
+    this.#pageStatement ??= this.#db.prepare(
+      `SELECT ${COLUMNS} FROM jobs WHERE function = ? AND priority = ? AND seq > ? ORDER BY seq LIMIT ?`,
+    );
+    const rows = this.#pageStatement.all(toBlob(fn), priority, afterSeq, limit) as Record<
+      string,
+      unknown
+    >[];
+    return rows.map(toJob);
+  }
+
+  findByUnique(fn: string, unique: Uint8Array, data: Uint8Array): StoredJob | undefined {
+    const dash = unique.length === 1 && unique[0] === 45;
+    const row = (dash
+      ? this.#db.prepare(
+        `SELECT ${COLUMNS} FROM jobs WHERE function = ? AND uniq = ? AND data = ? LIMIT 1`,
+      ).get(toBlob(fn), unique, data)
+      : this.#db.prepare(`SELECT ${COLUMNS} FROM jobs WHERE function = ? AND uniq = ? LIMIT 1`)
+        .get(toBlob(fn), unique)) as Record<string, unknown> | undefined;
+    return row ? toJob(row) : undefined;
+  }
+
+  maxSeq(): number {
+    const row = this.#db.prepare("SELECT MAX(seq) AS m FROM jobs").get() as { m: number | null };
+    return Number(row.m ?? 0);
+  }
+
+  findByHandle(handle: number): StoredJob | undefined {
+    const row = this.#db.prepare(`SELECT ${COLUMNS} FROM jobs WHERE handle = ?`).get(handle) as
+      | Record<string, unknown>
+      | undefined;
+    return row ? toJob(row) : undefined;
   }
 
   add(job: StoredJob): void {
