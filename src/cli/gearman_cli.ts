@@ -278,17 +278,22 @@ async function runClient(
         ...(r.unique !== undefined ? { unique: r.unique } : {}),
         ...(r.timeoutMs > 0 ? { signal: AbortSignal.timeout(r.timeoutMs) } : {}),
       });
+      const print = async (bytes: Uint8Array) => {
+        if (!r.prefix) return await r.io.stdout(bytes);
+        const prefix = enc.encode(`${fn}: `);
+        const out = new Uint8Array(prefix.length + bytes.length);
+        out.set(prefix);
+        out.set(bytes, prefix.length);
+        await r.io.stdout(out);
+      };
       try {
+        // As the gearman tool does: WORK_DATA as it comes, then the result.
+        if (!r.background) {
+          for await (const u of job) if (u.type === "data") await print(u.data.bytes);
+        }
         const result = await job.result;
         if (r.background) continue;
-        const bytes = result.bytes;
-        if (r.prefix) {
-          const prefix = enc.encode(`${fn}: `);
-          const out = new Uint8Array(prefix.length + bytes.length);
-          out.set(prefix);
-          out.set(bytes, prefix.length);
-          await r.io.stdout(out);
-        } else await r.io.stdout(bytes);
+        await print(result.bytes);
       } catch (err) {
         failed++;
         r.io.stderr(`gearman: ${(err as Error).message}`);

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { AdminError } from "./errors.ts";
+import { AdminError, ConnectionError } from "./errors.ts";
 import { PacketClient } from "./packet_client.ts";
 import { parseServerAddress } from "./server_address.ts";
 
@@ -200,10 +200,20 @@ export class AdminClient implements AsyncDisposable {
    * @param server `"host:port"` (port defaults to 4730).
    * @param options Reply timeout.
    * @returns The admin client.
+   * @throws {ConnectionError} When the server cannot be reached.
    */
   static async connect(server: string, options: AdminClientOptions = {}): Promise<AdminClient> {
-    const { hostname, port } = parseServerAddress(server);
-    const conn = await PacketClient.connect({ hostname, port });
+    const { hostname, port, label } = parseServerAddress(server);
+    let conn: PacketClient;
+    try {
+      conn = await PacketClient.connect({ hostname, port });
+    } catch (err) {
+      throw new ConnectionError(
+        label,
+        `Cannot connect to Gearman server ${label}: ${(err as Error).message}; is it running?`,
+        { cause: err },
+      );
+    }
     return new AdminClient(conn, options.timeoutMs ?? 5000);
   }
 
@@ -377,7 +387,9 @@ export class AdminClient implements AsyncDisposable {
    * @returns The version.
    */
   async version(): Promise<string> {
-    return await this.#ok("version");
+    // gearmand and ours answer "OK 1.1.20"; the Perl server a bare "1.130".
+    const [reply = ""] = await this.command("version");
+    return reply.startsWith("OK") ? reply.slice(2).trim() : reply.trim();
   }
 
   /**

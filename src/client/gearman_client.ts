@@ -335,11 +335,7 @@ export class Client implements AsyncDisposable {
     if (signal) {
       const onAbort = () => {
         request.aborted = true;
-        control.fail(
-          signal.reason instanceof Error
-            ? signal.reason
-            : new DOMException("Aborted", "AbortError"),
-        );
+        control.fail(signal.reason ?? new DOMException("Aborted", "AbortError"));
       };
       if (signal.aborted) {
         onAbort();
@@ -671,7 +667,9 @@ export class Client implements AsyncDisposable {
         job.fail(
           new ConnectionError(
             label,
-            `Lost the connection to ${label} while job ${handle} was running${why}; the job may still run, but its result cannot reach this client`,
+            this.#closed
+              ? `Cannot follow job ${handle}: the client was closed while it ran`
+              : `Lost the connection to ${label} while job ${handle} was running${why}; the job may still run, but its result cannot reach this client`,
           ),
         );
       }

@@ -76,7 +76,8 @@ export interface JobControl {
   created(handle: string): void;
   update(update: JobUpdate): void;
   complete(result: JobResult): void;
-  fail(err: Error): void;
+  /** End the job with this reason (an Error, or an abort signal's reason). */
+  fail(err: unknown): void;
 }
 
 /**
@@ -107,7 +108,8 @@ export class Job implements AsyncIterable<JobUpdate> {
   readonly #result: PromiseWithResolvers<JobResult> = Promise.withResolvers();
   readonly #updates: JobUpdate[] = [];
   #ended = false;
-  #error: Error | undefined;
+  #failed = false;
+  #error: unknown;
   #waiters: (() => void)[] = [];
   #handleValue: string | undefined;
 
@@ -150,6 +152,7 @@ export class Job implements AsyncIterable<JobUpdate> {
       fail: (err) => {
         if (this.#ended) return;
         this.#ended = true;
+        this.#failed = true;
         this.#error = err;
         this.#handle.reject(err);
         this.#result.reject(err);
@@ -195,7 +198,7 @@ export class Job implements AsyncIterable<JobUpdate> {
     for (;;) {
       while (next < this.#updates.length) yield this.#updates[next++]!;
       if (this.#ended) {
-        if (this.#error) throw this.#error;
+        if (this.#failed) throw this.#error;
         return;
       }
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
