@@ -512,6 +512,14 @@ export class Worker implements AsyncDisposable {
         s.reconnectTimer = undefined;
       }
     }
+    // A GRAB already sent may still bring a job: take it and run it rather
+    // than drop it on close (the server would requeue it, but later).
+    const grabDeadline = Date.now() + 2000;
+    while (
+      this.#servers.some((s) => s.grabbing && s.conn.isOpen) && Date.now() < grabDeadline
+    ) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
     if (this.#running.size > 0) {
       this.#idle ??= Promise.withResolvers();
       let timer: ReturnType<typeof setTimeout> | undefined;

@@ -131,7 +131,8 @@ export const DIFFERENCES: readonly Difference[] = [
   {
     id: "dup-client",
     title: "A client that submits one unique twice gets the result once",
-    reason: "gearmand attaches the client to the job once per submit and sends it every packet that many times",
+    reason:
+      "gearmand attaches the client to the job once per submit and sends it every packet that many times",
     status: "reported",
   },
   {

@@ -329,19 +329,38 @@ export async function runDiff(
   return summary;
 }
 
-/** Steps whose normalised answers differ between two passing runs. */
+/**
+ * Steps whose normalised answers differ between two passing runs. Steps
+ * that ran on both are compared one to one; steps that ran on only one
+ * side (`[ours]`/`[ref]`) are paired in order between common steps.
+ */
 function transcriptDiff(a: ScenarioResult, b: ScenarioResult): Diffs {
   const out: Diffs = [];
-  const byStep = (r: ScenarioResult) => new Map(r.records.map((x) => [x.step, x]));
-  const ma = byStep(a);
-  const mb = byStep(b);
+  const mb = new Map(b.records.map((x) => [x.step, x]));
+  const ma = new Map(a.records.map((x) => [x.step, x]));
+  let onlyA: StepRecord[] = [];
+  let onlyB: StepRecord[] = [];
+  const pair = () => {
+    for (let i = 0; i < Math.max(onlyA.length, onlyB.length); i++) {
+      const ra = onlyA[i];
+      const rb = onlyB[i];
+      if (ra?.got === rb?.got) continue;
+      const src = ra && rb ? `${ra.source} | ${rb.source}` : (ra ?? rb)!.source;
+      out.push({ step: src, a: ra ? ra.got : "(nothing)", b: rb ? rb.got : "(nothing)" });
+    }
+    onlyA = [];
+    onlyB = [];
+  };
   const steps = [...new Set([...ma.keys(), ...mb.keys()])].sort((x, y) => x - y);
   for (const s of steps) {
     const ra = ma.get(s);
     const rb = mb.get(s);
-    const ga = ra ? ra.got : "(step not run)";
-    const gb = rb ? rb.got : "(step not run)";
-    if (ga !== gb) out.push({ step: (ra ?? rb)!.source, a: ga, b: gb });
+    if (ra && rb) {
+      pair();
+      if (ra.got !== rb.got) out.push({ step: ra.source, a: ra.got, b: rb.got });
+    } else if (ra) onlyA.push(ra);
+    else onlyB.push(rb!);
   }
+  pair();
   return out;
 }
