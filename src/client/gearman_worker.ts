@@ -471,7 +471,11 @@ export class Worker implements AsyncDisposable {
       } else send(T.WORK_FAIL);
     } finally {
       this.#running.delete(entry);
-      if (this.#running.size === 0 && this.#idle) this.#idle.resolve();
+      if (this.#running.size === 0 && this.#idle) {
+        const idle = this.#idle;
+        this.#idle = undefined;
+        idle.resolve();
+      }
       this.#pumpAll();
     }
   }
