@@ -13,8 +13,11 @@ import { fromUtf8 } from "./_bytes.ts";
 export const DEFAULT_MAX_PACKET_SIZE: number = 64 * 1024 * 1024;
 /** Default longest admin text line accepted: 64 KiB. */
 export const DEFAULT_MAX_LINE_LENGTH: number = 64 * 1024;
-const DEFAULT_BUFFER_SIZE = 64 * 1024;
-const MIN_READ_SPACE = 16 * 1024;
+/** A new framer's buffer: small, so idle connections cost little. */
+const DEFAULT_BUFFER_SIZE = 4 * 1024;
+/** Reads start at this size and double, up to MAX_READ_SPACE, while they come back full. */
+const MIN_READ_SPACE = 4 * 1024;
+const MAX_READ_SPACE = 256 * 1024;
 
 /**
  * Receives what a {@link PacketFramer} finds. The `body` and `line` views
@@ -110,6 +113,10 @@ export class PacketFramer {
   /** How far a pending text line has been scanned for `\n`. */
   #lineScan = 0;
   #stopped = false;
+  /** Size of the next read region: grows while reads fill it, shrinks when idle. */
+  #readSpace = MIN_READ_SPACE;
+  /** Length of the last region handed out by readRegion(). */
+  #lastRegion = 0;
 
   /**
    * Make a framer reporting to `sink`.
@@ -160,9 +167,11 @@ export class PacketFramer {
    * @param min Smallest region wanted.
    * @returns The free region.
    */
-  readRegion(min: number = MIN_READ_SPACE): Uint8Array {
+  readRegion(min: number = this.#readSpace): Uint8Array {
     if (this.#buf.length - this.#end < min) this.#makeRoom(min);
-    return this.#buf.subarray(this.#end);
+    const region = this.#buf.subarray(this.#end);
+    this.#lastRegion = region.length;
+    return region;
   }
 
   /**
@@ -173,6 +182,8 @@ export class PacketFramer {
    * @throws {ProtocolError} When the bytes break the protocol.
    */
   commit(n: number): void {
+    // A read that filled its region: the peer is sending fast, read more at once.
+    if (n >= this.#lastRegion && this.#readSpace < MAX_READ_SPACE) this.#readSpace *= 2;
     this.#end += n;
     this.#parse();
   }
@@ -289,8 +300,8 @@ export class PacketFramer {
     if (pos === end) {
       this.#start = this.#end = this.#lineScan = 0;
       // Release a buffer grown for one large packet.
-      if (buf.length > DEFAULT_BUFFER_SIZE * 4 && this.#buf === buf) {
-        this.#buf = new Uint8Array(DEFAULT_BUFFER_SIZE);
+      if (buf.length > this.#readSpace * 4 && this.#buf === buf) {
+        this.#buf = new Uint8Array(Math.max(DEFAULT_BUFFER_SIZE, this.#readSpace));
         this.#view = new DataView(this.#buf.buffer);
       }
     } else {

@@ -8,7 +8,7 @@
 import { HEADER_SIZE, type Magic } from "./packet.ts";
 import { utf8Into } from "./_bytes.ts";
 
-const INITIAL_SIZE = 16 * 1024;
+const INITIAL_SIZE = 1024;
 
 /**
  * Writes packets into one growable buffer. A packet is opened with
