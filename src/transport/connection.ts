@@ -55,7 +55,8 @@ export class Connection {
   readonly #maxOutbox: number;
   readonly #onProtocolError: ((err: ProtocolError) => void) | undefined;
   #out: PacketWriter = new PacketWriter();
-  #spare: PacketWriter = new PacketWriter();
+  /** The second buffer, made on the first write: filled while the other is being written. */
+  #spare: PacketWriter | undefined;
   #flushScheduled = false;
   /** While above 0, output is held back (e.g. until a store commit). */
   #corked = 0;
@@ -161,7 +162,7 @@ export class Connection {
     try {
       while (this.#out.length > 0 && !this.#socketClosed) {
         const w = this.#out;
-        this.#out = this.#spare;
+        this.#out = this.#spare ?? new PacketWriter();
         this.#spare = w;
         const bytes = w.take();
         let off = 0;
@@ -174,7 +175,7 @@ export class Connection {
       }
     } catch (err) {
       this.#out.reset();
-      this.#spare.reset();
+      this.#spare?.reset();
       this.#error ??= err instanceof Error ? err : new Error(String(err));
       this.#closeSocket();
     } finally {
