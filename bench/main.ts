@@ -410,6 +410,8 @@ async function startServer(kind: ServerKind, dl: Deadline): Promise<ServerHandle
       Deno.execPath(),
       "run",
       "-A",
+      // Extra deno flags for our server, e.g. BENCH_DENO_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
+      ...(Deno.env.get("BENCH_DENO_FLAGS")?.split(" ").filter(Boolean) ?? []),
       "server.ts",
       "--host",
       HOST,
