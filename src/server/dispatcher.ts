@@ -136,6 +136,10 @@ export class Dispatcher {
    * store's overflow, or replayed past the memory limit), by handle number.
    */
   #movedSlots = new Map<number, number>();
+  /** Running jobs cancelled by an admin: finished, not requeued, when their worker goes. */
+  #cancelled = new Set<number>();
+  /** Foreground clients waiting on jobs still only in the store, by handle number. */
+  #diskWaiters = new Map<number, number[]>();
 
   constructor(options: DispatcherOptions) {
     const {
@@ -179,6 +183,13 @@ export class Dispatcher {
     if (peer.noopSent) { for (const f of functions) if (f.ready > 0) this.#wakeOne(f); }
     for (const slot of [...peer.jobs]) this.#workerLost(peer, slot, "disconnected");
     for (const slot of [...peer.waiting]) this.#dropClient(slot, peer);
+    for (const handle of peer.diskWaits) {
+      const list = this.#diskWaiters.get(handle);
+      if (list === undefined) continue;
+      const rest = list.filter((id) => id !== peer.id);
+      if (rest.length > 0) this.#diskWaiters.set(handle, rest);
+      else this.#diskWaiters.delete(handle);
+    }
   }
 
   /** Stop timers; the dispatcher is not used after this. */
@@ -536,6 +547,10 @@ export class Dispatcher {
   /** A worker died or gave up holding a job: requeue it, or fail it past the retry limit. */
   #workerLost(peer: Peer, slot: number, why: string): void {
     const jobs = this.jobs;
+    if (this.#cancelled.has(slot)) {
+      this.#finish(slot);
+      return;
+    }
     const f = this.functionById(jobs.fn[slot]!);
     const retries = ++jobs.retries[slot]!;
     if (this.jobRetries > 0 && retries >= this.jobRetries) {
@@ -553,6 +568,7 @@ export class Dispatcher {
         failedAt: this.#now(),
         reason: `worker ${why} it`,
       });
+      if (this.store.durable) this.#scheduleCommit();
       this.#relayFail(slot);
       this.#finish(slot);
       this.stats.failed++;
@@ -709,6 +725,7 @@ export class Dispatcher {
     }
     this.#status.delete(slot);
     this.#reducers.delete(slot);
+    this.#cancelled.delete(slot);
     if (this.#movedSlots.size > 0) this.#movedSlots.delete(jobs.handleNumber(slot));
     jobs.free(slot);
   }
@@ -725,7 +742,12 @@ export class Dispatcher {
       return;
     }
     for (const c of this.clientsOf(slot)) this.#dropClient(slot, c);
-    this.jobs.background[slot] = 1;
+    // Gone for good: out of the store now, and not requeued if its worker leaves.
+    if (this.jobs.background[slot] === 1) {
+      this.#storeWrite(() => this.store.remove(this.jobs.handleNumber(slot)));
+    }
+    this.jobs.background[slot] = 0;
+    this.#cancelled.add(slot);
   }
 
   // ------------------------------------------------------------- clients
@@ -839,7 +861,26 @@ export class Dispatcher {
     if (key !== undefined) {
       let existing = f.uniques.get(key);
       if (existing === undefined && f.spilled[0] + f.spilled[1] + f.spilled[2] > 0) {
-        existing = this.#pageInUnique(f, unique, data);
+        const j = this.store.findByUnique(f.name, unique, data);
+        if (j !== undefined) {
+          const inMemory = this.#movedSlots.get(j.handle) ??
+            (j.handle < SPILL_BASE ? this.jobs.slotOf(j.handle) : 0);
+          if (inMemory !== 0) existing = inMemory;
+          else {
+            // Still on disk: it keeps its place in the queue; a foreground
+            // submitter is attached when it is paged in.
+            if (!background) {
+              const list = this.#diskWaiters.get(j.handle);
+              if (list === undefined) this.#diskWaiters.set(j.handle, [peer.id]);
+              else if (!list.includes(peer.id)) list.push(peer.id);
+              peer.diskWaits.add(j.handle);
+            }
+            if (this.store.pending) this.#cork(peer);
+            peer.conn.out().begin(RES, T.JOB_CREATED).bytes(this.handlePrefix).decimal(j.handle)
+              .end();
+            return;
+          }
+        }
       }
       if (existing !== undefined) {
         // A background submit keeps the job alive even if its foreground
@@ -865,7 +906,7 @@ export class Dispatcher {
       background && this.store.durable && runAt === 0 &&
       (f.spilled[priority]! > 0 || jobs.count >= this.#maxMemoryJobs)
     ) {
-      this.#spill(peer, f, priority, unique, data);
+      this.#spill(peer, f, priority, unique, data, reducer);
       return;
     }
     const slot = jobs.add(f.id, priority, background, unique, data);
@@ -921,6 +962,7 @@ export class Dispatcher {
       runAt: this.#runAt.get(slot) ?? 0,
       cron: this.#cron.get(slot) ?? "",
       retries: jobs.retries[slot]!,
+      reducer: this.#reducers.get(slot) ?? EMPTY,
     };
   }
 
@@ -1018,6 +1060,14 @@ export class Dispatcher {
       rows.push({ j, f, slot });
       lastSeq = Math.max(lastSeq, j.seq);
     }
+    // Jobs with a run-at time come back whatever the limit, so their timers run.
+    for (const j of store.loadTimed(lastSeq)) {
+      const f = this.functionEntry(j.function);
+      const slot = j.handle < SPILL_BASE
+        ? jobs.restore(j.handle, f.id, j.priority, j.unique, j.data)
+        : 0;
+      rows.push({ j, f, slot });
+    }
     jobs.endRestore();
     for (const row of rows) {
       const { j, f } = row;
@@ -1050,13 +1100,21 @@ export class Dispatcher {
     }
     if (j.runAt > 0) this.#runAt.set(slot, j.runAt);
     if (j.cron !== "") this.#cron.set(slot, j.cron);
+    if (j.reducer !== undefined && j.reducer.length > 0) this.#reducers.set(slot, j.reducer);
     this.#seq = Math.max(this.#seq, j.seq + 1);
     jobs.state[slot] = JobState.PENDING;
     this.#release(slot);
   }
 
   /** Keep a background job only in the store: memory is full, or its queue already overflows. */
-  #spill(peer: Peer, f: FunctionEntry, priority: number, unique: Uint8Array, data: Uint8Array) {
+  #spill(
+    peer: Peer,
+    f: FunctionEntry,
+    priority: number,
+    unique: Uint8Array,
+    data: Uint8Array,
+    reducer: Uint8Array | undefined,
+  ): void {
     const seq = this.#seq++;
     const handle = SPILL_BASE + seq;
     if (f.spilled[priority] === 0) f.pagedUpTo[priority] = seq - 1;
@@ -1071,6 +1129,7 @@ export class Dispatcher {
       runAt: 0,
       cron: "",
       retries: 0,
+      reducer: reducer ?? EMPTY,
     });
     this.stats.submitted++;
     this.#cork(peer);
@@ -1097,20 +1156,18 @@ export class Dispatcher {
     const slot = this.jobs.add(f.id, j.priority, true, j.unique, j.data);
     this.jobs.setHandle(slot, j.handle);
     this.#movedSlots.set(j.handle, slot);
+    const waiters = this.#diskWaiters.get(j.handle);
+    if (waiters !== undefined) {
+      this.#diskWaiters.delete(j.handle);
+      for (const id of waiters) {
+        const peer = this.peers.get(id);
+        if (peer === undefined) continue;
+        peer.diskWaits.delete(j.handle);
+        this.#addClient(slot, peer);
+      }
+    }
     this.#adopt(slot, f, j);
     return slot;
-  }
-
-  /** A job kept only in the store with this unique key: page it in now (it keeps its place count). */
-  #pageInUnique(f: FunctionEntry, unique: Uint8Array, data: Uint8Array): number | undefined {
-    this.#commitNow();
-    const j = this.store.findByUnique(f.name, unique, data);
-    if (j === undefined) return undefined;
-    const known = this.#movedSlots.get(j.handle) ??
-      (j.handle < SPILL_BASE ? this.jobs.slotOf(j.handle) : 0);
-    if (known !== 0) return known;
-    f.spilled[j.priority]!--;
-    return this.#pageInJob(f, j);
   }
 
   /** Commit now (before reading the store), if anything is buffered. */

@@ -41,6 +41,8 @@ export class Peer {
   readonly jobs: Set<number> = new Set();
   /** Foreground jobs this client waits on. */
   readonly waiting: Set<number> = new Set();
+  /** Handles of jobs still only in the store that this client waits on. */
+  readonly diskWaits: Set<number> = new Set();
   /** OPTION_REQ "exceptions" was set. */
   exceptions = false;
   /** Last function submitted, to skip decoding its name again. */

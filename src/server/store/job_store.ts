@@ -44,6 +44,8 @@ export interface StoredJob {
   cron: string;
   /** Times a worker died or gave up holding it. */
   retries: number;
+  /** SUBMIT_REDUCE_JOB's reducer (empty for other jobs). */
+  reducer?: Uint8Array;
 }
 
 /**
@@ -116,7 +118,9 @@ export interface JobStore {
    * rest stay in the store (see {@link JobStore.backlog}).
    */
   loadHead(limit: number): Iterable<StoredJob>;
-  /** Jobs with a sequence above `afterSeq`, counted by function and priority. */
+  /** Jobs with a run-at time and a sequence above `afterSeq` (replayed whatever the limit). */
+  loadTimed(afterSeq: number): Iterable<StoredJob>;
+  /** Jobs with no run-at time and a sequence above `afterSeq`, counted by function and priority. */
   backlog(afterSeq: number): { function: string; priority: number; count: number }[];
   /**
    * The next jobs of a function and priority after `afterSeq`, in order

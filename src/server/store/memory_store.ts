@@ -20,6 +20,9 @@ export class MemoryJobStore implements JobStore {
   loadHead(_limit: number): Iterable<StoredJob> {
     return [];
   }
+  loadTimed(_afterSeq: number): Iterable<StoredJob> {
+    return [];
+  }
   backlog(_afterSeq: number): { function: string; priority: number; count: number }[] {
     return [];
   }

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   priority INTEGER NOT NULL,
   run_at   INTEGER NOT NULL,
   cron     TEXT    NOT NULL,
-  retries  INTEGER NOT NULL
+  retries  INTEGER NOT NULL,
+  reducer  BLOB    NOT NULL DEFAULT x''
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (function, priority, seq);
 CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (function, uniq) WHERE length(uniq) > 0;
@@ -76,7 +77,8 @@ function fromBlob(b: Uint8Array): string {
   return s;
 }
 
-const COLUMNS = "handle, seq, function, uniq, data, priority, run_at, cron, retries";
+const COLUMNS = "handle, seq, function, uniq, data, priority, run_at, cron, retries, reducer";
+const EMPTY_BLOB = new Uint8Array(0);
 
 function toJob(r: Record<string, unknown>): StoredJob {
   return {
@@ -89,6 +91,7 @@ function toJob(r: Record<string, unknown>): StoredJob {
     runAt: Number(r.run_at),
     cron: String(r.cron),
     retries: Number(r.retries),
+    reducer: r.reducer as Uint8Array,
   };
 }
 
@@ -114,7 +117,7 @@ export class SqliteJobStore implements JobStore {
     this.#db = db;
     this.boot = boot;
     this.#insert = db.prepare(
-      "INSERT OR REPLACE INTO jobs (handle, seq, function, uniq, data, priority, run_at, cron, retries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT OR REPLACE INTO jobs (handle, seq, function, uniq, data, priority, run_at, cron, retries, reducer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
     this.#delete = db.prepare("DELETE FROM jobs WHERE handle = ?");
     this.#retries = db.prepare("UPDATE jobs SET retries = ? WHERE handle = ?");
@@ -182,9 +185,16 @@ export class SqliteJobStore implements JobStore {
     for (const r of rows) yield toJob(r);
   }
 
+  *loadTimed(afterSeq: number): Iterable<StoredJob> {
+    const rows = this.#db.prepare(
+      `SELECT ${COLUMNS} FROM jobs WHERE seq > ? AND run_at > 0 ORDER BY seq`,
+    ).iterate(afterSeq) as Iterable<Record<string, unknown>>;
+    for (const r of rows) yield toJob(r);
+  }
+
   backlog(afterSeq: number): { function: string; priority: number; count: number }[] {
     const rows = this.#db.prepare(
-      "SELECT function, priority, COUNT(*) AS n FROM jobs WHERE seq > ? GROUP BY function, priority",
+      "SELECT function, priority, COUNT(*) AS n FROM jobs WHERE seq > ? AND run_at = 0 GROUP BY function, priority",
     ).all(afterSeq) as Record<string, unknown>[];
     return rows.map((r) => ({
       function: fromBlob(r.function as Uint8Array),
@@ -206,6 +216,12 @@ export class SqliteJobStore implements JobStore {
 
   findByUnique(fn: string, unique: Uint8Array, data: Uint8Array): StoredJob | undefined {
     const dash = unique.length === 1 && unique[0] === 45;
+    // Not committed yet: look in what this turn buffered.
+    for (const j of this.#adds.values()) {
+      if (j.function === fn && sameBytes(j.unique, unique) && (!dash || sameBytes(j.data, data))) {
+        return j;
+      }
+    }
     const row = (dash
       ? this.#db.prepare(
         `SELECT ${COLUMNS} FROM jobs WHERE function = ? AND uniq = ? AND data = ? LIMIT 1`,
@@ -298,6 +314,7 @@ export class SqliteJobStore implements JobStore {
           j.runAt,
           j.cron,
           j.retries,
+          j.reducer ?? EMPTY_BLOB,
         );
       }
       for (const [handle, n] of retries) this.#retries.run(n, handle);
@@ -339,6 +356,12 @@ export class SqliteJobStore implements JobStore {
   }
 }
 
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function explain(path: string, err: Error): string {
   const m = err.message;
   if (
@@ -354,7 +377,7 @@ function explain(path: string, err: Error): string {
   if (/not a database|malformed|corrupt/i.test(m)) {
     return `Cannot open job store ${path}: the file is not a SQLite database or is damaged (${m}); it was left untouched: move it aside or point --store at another file`;
   }
-  if (/readonly|read-only|unable to open/i.test(m)) {
+  if (/readonly|read-only|unable to open|disk I\/O error/i.test(m)) {
     return `Cannot open job store ${path}: the file or its directory is not writable (${m}); fix its permissions or choose another path`;
   }
   return `Cannot open job store ${path}: ${m}`;
