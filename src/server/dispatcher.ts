@@ -18,6 +18,7 @@ import { FunctionEntry } from "./function_entry.ts";
 import { JobState, JobTable, Priority, SPILL_BASE } from "./job_table.ts";
 import { Peer, type PeerConnection } from "./peer.ts";
 import { nextCronTime } from "./cron.ts";
+import { FunctionMetrics } from "./job_metrics.ts";
 import type { JobStore, StoredJob } from "./store/job_store.ts";
 import { MemoryJobStore } from "./store/memory_store.ts";
 
@@ -110,6 +111,8 @@ export class Dispatcher {
   #scheduleTimerAt = Infinity;
   /** CAN_DO_TIMEOUT timers of running jobs, by slot. */
   #jobTimers = new Map<number, ReturnType<typeof setTimeout>>();
+  /** Per-function counters and histograms, kept when a function is dropped. */
+  readonly metrics: Map<string, FunctionMetrics> = new Map();
   /** Counters for admin and metrics. */
   readonly stats = {
     submitted: 0,
@@ -207,7 +210,9 @@ export class Dispatcher {
     let f = this.functions.get(name);
     if (f === undefined) {
       const id = this.#functionsById.length;
-      f = new FunctionEntry(id, name);
+      let metrics = this.metrics.get(name);
+      if (metrics === undefined) this.metrics.set(name, metrics = new FunctionMetrics());
+      f = new FunctionEntry(id, name, metrics);
       this.#functionsById.push(f);
       this.functions.set(name, f);
     }
@@ -505,6 +510,9 @@ export class Dispatcher {
     jobs.worker[slot] = peer.id;
     peer.jobs.add(slot);
     f.running++;
+    const now = performance.now();
+    f.metrics.wait.observe((now - jobs.stamp[slot]!) / 1000);
+    jobs.stamp[slot] = now;
     const w = peer.conn.out();
     const unique = jobs.unique(slot);
     const data = jobs.data(slot);
@@ -570,6 +578,8 @@ export class Dispatcher {
       });
       if (this.store.durable) this.#scheduleCommit();
       this.#relayFail(slot);
+      this.#ended(slot, f);
+      f.metrics.failed++;
       this.#finish(slot);
       this.stats.failed++;
       return;
@@ -586,7 +596,9 @@ export class Dispatcher {
     // Back of its queue, as gearmand does: a job that kills workers does not
     // block the ones behind it.
     f.queues[jobs.priority[slot]!]!.push(jobs, slot);
+    jobs.stamp[slot] = performance.now();
     this.stats.retried++;
+    f.metrics.retried++;
     this.#wakeOne(f);
   }
 
@@ -675,19 +687,31 @@ export class Dispatcher {
     const handle = nul < 0 ? body : body.subarray(0, nul);
     const slot = this.#jobOfWorker(peer, handle, type);
     if (slot === 0) return;
+    const f = this.functionById(this.jobs.fn[slot]!);
+    this.#ended(slot, f);
     if (type === T.WORK_EXCEPTION) {
       // Clients that asked for exceptions get WORK_EXCEPTION; the others
       // WORK_FAIL, as gearmand does.
       this.#relayException(slot, body);
       this.stats.exceptions++;
+      f.metrics.exceptions++;
     } else if (type === T.WORK_FAIL) {
       this.#relayFail(slot);
       this.stats.failed++;
+      f.metrics.failed++;
     } else {
       this.#relay(slot, type, body, false);
       this.stats.completed++;
+      f.metrics.completed++;
     }
     this.#finish(slot);
+  }
+
+  /** A running job ended: record how long it ran. */
+  #ended(slot: number, f: FunctionEntry): void {
+    if (this.jobs.state[slot] === JobState.RUNNING) {
+      f.metrics.run.observe((performance.now() - this.jobs.stamp[slot]!) / 1000);
+    }
   }
 
   /** Remove a running or queued job for good. */
@@ -911,6 +935,7 @@ export class Dispatcher {
     }
     const slot = jobs.add(f.id, priority, background, unique, data);
     this.stats.submitted++;
+    f.metrics.submitted[priority]!++;
     if (reducer !== undefined) this.#reducers.set(slot, reducer);
     if (key !== undefined) f.uniques.set(key, slot);
     if (!background) this.#addClient(slot, peer);
@@ -945,6 +970,7 @@ export class Dispatcher {
     }
     this.#runAt.delete(slot);
     jobs.state[slot] = JobState.QUEUED;
+    jobs.stamp[slot] = performance.now();
     f.queues[jobs.priority[slot]!]!.push(jobs, slot);
     this.#wakeOne(f);
   }
@@ -1132,6 +1158,7 @@ export class Dispatcher {
       reducer: reducer ?? EMPTY,
     });
     this.stats.submitted++;
+    f.metrics.submitted[priority]!++;
     this.#cork(peer);
     peer.conn.out().begin(RES, T.JOB_CREATED).bytes(this.handlePrefix).decimal(handle).end();
     this.#wakeOne(f);
@@ -1189,6 +1216,7 @@ export class Dispatcher {
     const f = this.functionEntry(fnName);
     const slot = this.jobs.add(f.id, priority, true, unique, data);
     this.stats.submitted++;
+    f.metrics.submitted[priority]!++;
     if (unique.length > 0) {
       const key = uniqueKey(unique, data);
       if (key !== undefined && !f.uniques.has(key)) f.uniques.set(key, slot);
@@ -1316,6 +1344,7 @@ export class Dispatcher {
       const f = this.functionById(jobs.fn[slot]!);
       f.scheduled--;
       jobs.state[slot] = JobState.QUEUED;
+      jobs.stamp[slot] = performance.now();
       f.queues[jobs.priority[slot]!]!.push(jobs, slot);
       this.#wakeOne(f);
     }

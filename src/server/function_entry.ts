@@ -4,6 +4,7 @@
 import { JobQueue } from "./job_table.ts";
 import type { Peer } from "./peer.ts";
 import { byteStringBytes } from "../protocol/_bytes.ts";
+import { FunctionMetrics } from "./job_metrics.ts";
 
 /** A function the server knows, by CAN_DO, a submit or `create function`. */
 export class FunctionEntry {
@@ -36,10 +37,14 @@ export class FunctionEntry {
   /** Queue limits by priority; 0 = unlimited. Undefined: the server default. */
   maxQueue: [number, number, number] | undefined;
 
-  constructor(id: number, name: string) {
+  /** Counters and histograms (shared with earlier entries of the same name). */
+  readonly metrics: FunctionMetrics;
+
+  constructor(id: number, name: string, metrics: FunctionMetrics = new FunctionMetrics()) {
     this.id = id;
     this.name = name;
     this.nameBytes = byteStringBytes(name);
+    this.metrics = metrics;
   }
 
   /** Jobs in the queues, ready for a worker. */

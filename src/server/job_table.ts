@@ -57,6 +57,8 @@ export class JobTable {
   worker: Uint32Array = new Uint32Array(0);
   /** Times a worker died or gave up holding this job. */
   retries: Uint16Array = new Uint16Array(0);
+  /** When the job was queued, then when it was assigned (performance.now() ms). */
+  stamp: Float64Array = new Float64Array(0);
   #freeHead = 0;
   #unused = 1;
   /** Generation new slots start at: differs per boot, so old handles do not match new jobs. */
@@ -96,6 +98,7 @@ export class JobTable {
     this.client = grow(this.client, Uint32Array);
     this.worker = grow(this.worker, Uint32Array);
     this.retries = grow(this.retries, Uint16Array);
+    this.stamp = grow(this.stamp, Float64Array);
     this.capacity = capacity;
   }
 
