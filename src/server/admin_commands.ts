@@ -15,6 +15,44 @@ export interface AdminHost {
   shutdown(graceful: boolean): void;
   /** Current log level name. */
   logLevel(): string;
+  /**
+   * The admin token (`--admin-token`), if any: a connection that sends it
+   * (as its first line, or `auth TOKEN`) may run every command from anywhere.
+   */
+  readonly adminToken?: string | undefined;
+  /**
+   * Who may run read-only commands (status, workers, show ...): everyone,
+   * or only loopback and token holders.
+   * @default "open"
+   */
+  readonly readAccess?: "open" | "restricted";
+  /** Log a refused command. */
+  refused?(peer: Peer, command: string, why: string): void;
+}
+
+/** Commands that change the server's state: loopback or a token only. */
+const STATE_CHANGING = new Set([
+  "shutdown",
+  "maxqueue",
+  "cancel",
+  "create",
+  "drop",
+  "retry",
+  "purge",
+]);
+
+function isLoopback(host: string): boolean {
+  return host === "::1" || host.startsWith("127.") || host === "localhost" ||
+    host.startsWith("::ffff:127.");
+}
+
+/** Compare without leaking where the first difference is. */
+function sameSecret(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+  }
+  return diff === 0;
 }
 
 // Reply texts as C++ gearmand 1.1 writes them, so tools that parse them work.
@@ -22,6 +60,11 @@ const OK = "OK\r\n";
 const unknown = (cmd: string) => `ERR UNKNOWN_COMMAND Unknown+server+command${cmd}\r\n`;
 const incomplete = (cmd: string) =>
   `ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+${cmd}\r\n`;
+
+/** Spaces become "+", as gearmand's error texts do. */
+function encodeReason(text: string): string {
+  return text.replaceAll(" ", "+");
+}
 
 /** Runs admin text commands against a dispatcher. */
 export class AdminCommands {
@@ -37,6 +80,37 @@ export class AdminCommands {
   run(peer: Peer, line: string): string {
     const words = line.split(" ").filter((w) => w !== "");
     const cmd = words[0]?.toLowerCase() ?? "";
+    const token = this.#host.adminToken;
+    const first = peer.adminLines++ === 0;
+    if (token !== undefined && token !== "") {
+      if (cmd === "auth" || (first && words.length === 1 && sameSecret(line.trim(), token))) {
+        const given = cmd === "auth" ? words[1] ?? "" : line.trim();
+        if (sameSecret(given, token)) {
+          peer.adminAuthorized = true;
+          return OK;
+        }
+        this.#host.refused?.(peer, "auth", "wrong admin token");
+        return "ERR PERMISSION_DENIED Wrong+admin+token\r\n";
+      }
+    }
+    const trusted = peer.adminAuthorized || isLoopback(peer.conn.remoteHost);
+    if (!trusted) {
+      if (STATE_CHANGING.has(cmd)) {
+        const why = token
+          ? "send the admin token first (auth TOKEN)"
+          : "state-changing commands are allowed from loopback only; start the server with --admin-token to allow them remotely";
+        this.#host.refused?.(peer, line, why);
+        return `ERR PERMISSION_DENIED ${
+          encodeReason(`${cmd} is not allowed from this address: ${why}`)
+        }\r\n`;
+      }
+      if (this.#host.readAccess === "restricted") {
+        this.#host.refused?.(peer, line, "read access restricted");
+        return `ERR PERMISSION_DENIED ${
+          encodeReason("admin commands need the admin token from this address (auth TOKEN)")
+        }\r\n`;
+      }
+    }
     switch (cmd) {
       case "workers":
         return this.#workers();

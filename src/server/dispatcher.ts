@@ -122,6 +122,7 @@ export class Dispatcher {
     retried: 0,
   };
   #stopped = false;
+  #draining = false;
   readonly store: JobStore;
   /** Submit order, kept with stored jobs for replay. */
   #seq = 1;
@@ -193,6 +194,43 @@ export class Dispatcher {
       if (rest.length > 0) this.#diskWaiters.set(handle, rest);
       else this.#diskWaiters.delete(handle);
     }
+  }
+
+  /** Whether {@link drain} was called. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** Jobs that workers are running now. */
+  get runningCount(): number {
+    let n = 0;
+    for (const f of this.functions.values()) n += f.running;
+    return n;
+  }
+
+  /**
+   * Stop handing out jobs and taking new ones, for a graceful shutdown.
+   * Queued foreground jobs will not run: their clients get WORK_FAIL now,
+   * so they can submit elsewhere. Running jobs finish as usual. Background
+   * jobs stay queued (in the store, when it is durable). Returns how many
+   * background jobs are left queued.
+   */
+  drain(): number {
+    if (this.#draining) return 0;
+    this.#draining = true;
+    const jobs = this.jobs;
+    let background = 0;
+    for (const slot of [...jobs.slots()]) {
+      const state = jobs.state[slot];
+      if (state === JobState.RUNNING) continue;
+      if (jobs.background[slot] === 1) {
+        background++;
+        continue;
+      }
+      this.#relayFail(slot);
+      this.#finish(slot);
+    }
+    return background;
   }
 
   /** Stop timers; the dispatcher is not used after this. */
@@ -443,7 +481,7 @@ export class Dispatcher {
   }
 
   #preSleep(peer: Peer): void {
-    for (const f of peer.functions) {
+    for (const f of this.#draining ? [] : peer.functions) {
       if (f.ready > 0) {
         this.#noop(peer);
         return;
@@ -473,7 +511,7 @@ export class Dispatcher {
    * takes another job, leaves, or drops the function passes the wake-up on.
    */
   #wakeOne(f: FunctionEntry): void {
-    if (f.sleepers.size === 0) return;
+    if (f.sleepers.size === 0 || this.#draining) return;
     for (const w of f.sleepers) {
       this.#noop(w);
       return;
@@ -483,6 +521,10 @@ export class Dispatcher {
   #grab(peer: Peer, type: number): void {
     this.#unsleep(peer);
     peer.noopSent = false;
+    if (this.#draining) {
+      peer.conn.out().begin(RES, T.NO_JOB).end();
+      return;
+    }
     const jobs = this.jobs;
     const fns = peer.functions;
     // Priority first, across all the worker's functions (the protocol: HIGH
@@ -804,6 +846,14 @@ export class Dispatcher {
   }
 
   #submit(peer: Peer, body: Uint8Array, priority: number, background: boolean, extra: number) {
+    if (this.#draining) {
+      this.#error(
+        peer,
+        "SERVER_DRAINING",
+        "The server is shutting down and takes no new jobs; submit to another server",
+      );
+      return;
+    }
     // Arguments: function, unique, then `extra` more (epoch: 1, reduce: 2, sched: 5), then data.
     const n1 = body.indexOf(0);
     const n2 = n1 < 0 ? -1 : body.indexOf(0, n1 + 1);

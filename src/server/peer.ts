@@ -43,6 +43,10 @@ export class Peer {
   readonly waiting: Set<number> = new Set();
   /** Handles of jobs still only in the store that this client waits on. */
   readonly diskWaits: Set<number> = new Set();
+  /** Admin lines received (the first may be the admin token). */
+  adminLines = 0;
+  /** Sent the admin token: every admin command is allowed. */
+  adminAuthorized = false;
   /** OPTION_REQ "exceptions" was set. */
   exceptions = false;
   /** Last function submitted, to skip decoding its name again. */
