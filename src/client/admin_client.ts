@@ -110,6 +110,10 @@ export interface AdminClientOptions {
    * @default 5000
    */
   timeoutMs?: number;
+  /** Connect with TLS, trusting these PEM CA certificates besides the system's. */
+  tls?: { caCerts?: string[] };
+  /** Sent first (`auth TOKEN`) so state-changing commands are allowed remotely (--admin-token). */
+  token?: string;
 }
 
 const LISTINGS = new Set(["status", "workers", "prioritystatus", "jobs", "clients", "show"]);
@@ -206,7 +210,11 @@ export class AdminClient implements AsyncDisposable {
     const { hostname, port, label } = parseServerAddress(server);
     let conn: PacketClient;
     try {
-      conn = await PacketClient.connect({ hostname, port });
+      conn = await PacketClient.connect({
+        hostname,
+        port,
+        ...(options.tls ? { tls: options.tls } : {}),
+      });
     } catch (err) {
       throw new ConnectionError(
         label,
@@ -214,7 +222,16 @@ export class AdminClient implements AsyncDisposable {
         { cause: err },
       );
     }
-    return new AdminClient(conn, options.timeoutMs ?? 5000);
+    const admin = new AdminClient(conn, options.timeoutMs ?? 5000);
+    if (options.token !== undefined) {
+      try {
+        await admin.command(`auth ${options.token}`);
+      } catch (err) {
+        await admin.close();
+        throw err;
+      }
+    }
+    return admin;
   }
 
   /**

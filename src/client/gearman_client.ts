@@ -73,6 +73,12 @@ export interface ClientOptions {
    */
   connectTimeoutMs?: number;
   /**
+   * Connect with TLS (servers started with --tls-cert/--tls-key). `caCerts`
+   * are PEM certificates to trust besides the system's (e.g. a private CA).
+   * @default undefined (plain TCP)
+   */
+  tls?: { caCerts?: string[] };
+  /**
    * Largest response packet body accepted, in bytes.
    * @default {64 MiB}
    */
@@ -243,6 +249,7 @@ export class Client implements AsyncDisposable {
       exceptions = true,
       connectTimeoutMs = 5000,
       maxPacketSize = DEFAULT_MAX_PACKET_SIZE,
+      tls,
     } = options;
     if (servers.length === 0) throw new TypeError("Cannot make client: the server list is empty");
     if (selection !== "consistent" && selection !== "perl") {
@@ -260,7 +267,7 @@ export class Client implements AsyncDisposable {
       const conn = new ServerConnection(address, {
         packet: (type, body) => this.#packet(server, type, body),
         closed: (err) => this.#lost(server, err),
-      }, { connectTimeoutMs, maxPacketSize, minBackoffMs: 100, maxBackoffMs: 30_000 });
+      }, { connectTimeoutMs, maxPacketSize, minBackoffMs: 100, maxBackoffMs: 30_000, tls });
       server = new ClientServer(conn);
       return server;
     });

@@ -103,6 +103,12 @@ export interface WorkerOptions {
    */
   connectTimeoutMs?: number;
   /**
+   * Connect with TLS (servers started with --tls-cert/--tls-key). `caCerts`
+   * are PEM certificates to trust besides the system's (e.g. a private CA).
+   * @default undefined (plain TCP)
+   */
+  tls?: { caCerts?: string[] };
+  /**
    * Largest job packet accepted, in bytes.
    * @default {64 MiB}
    */
@@ -225,6 +231,7 @@ export class Worker implements AsyncDisposable {
       exceptions = true,
       connectTimeoutMs = 5000,
       maxPacketSize = DEFAULT_MAX_PACKET_SIZE,
+      tls,
     } = options;
     if (servers.length === 0) throw new TypeError("Cannot make worker: the server list is empty");
     if (!Number.isInteger(concurrency) || concurrency < 1) {
@@ -242,7 +249,7 @@ export class Worker implements AsyncDisposable {
       const conn = new ServerConnection(parseServerAddress(s), {
         packet: (type, body) => this.#packet(server, type, body),
         closed: (err) => this.#lost(server, err),
-      }, { connectTimeoutMs, maxPacketSize, minBackoffMs: 100, maxBackoffMs: 10_000 });
+      }, { connectTimeoutMs, maxPacketSize, minBackoffMs: 100, maxBackoffMs: 10_000, tls });
       server = new WorkerServer(conn);
       return server;
     });

@@ -33,6 +33,8 @@ export interface PacketClientOptions {
    * @default 4730
    */
   port?: number;
+  /** Connect with TLS, trusting these PEM CA certificates besides the system's. */
+  tls?: { caCerts?: string[] };
 }
 
 /**
@@ -89,7 +91,7 @@ export class PacketClient implements AsyncDisposable {
   #ended = false;
   readonly #run: Promise<Error | undefined>;
 
-  private constructor(conn: Deno.TcpConn) {
+  private constructor(conn: Deno.Conn) {
     this.#connection = new Connection(conn, {
       packet: (type, body, magic) => {
         const copy = body.slice();
@@ -119,7 +121,21 @@ export class PacketClient implements AsyncDisposable {
    * @throws {Deno.errors.ConnectionRefused} When nothing listens there.
    */
   static async connect(options: PacketClientOptions = {}): Promise<PacketClient> {
-    const { hostname = "127.0.0.1", port = 4730 } = options;
+    const { hostname = "127.0.0.1", port = 4730, tls } = options;
+    if (tls) {
+      const conn = await Deno.connectTls({
+        hostname,
+        port,
+        ...(tls.caCerts ? { caCerts: tls.caCerts } : {}),
+      });
+      try {
+        await conn.handshake();
+      } catch (err) {
+        conn.close();
+        throw err;
+      }
+      return new PacketClient(conn);
+    }
     const conn = await Deno.connect({ hostname, port });
     conn.setNoDelay(true);
     return new PacketClient(conn);

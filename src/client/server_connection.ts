@@ -23,6 +23,8 @@ export interface ServerConnectionOptions {
   /** First retry delay after a failure; doubles up to `maxBackoffMs`. */
   minBackoffMs: number;
   maxBackoffMs: number;
+  /** Connect with TLS, trusting these CA certificates (PEM) or the system's. */
+  tls?: { caCerts?: string[] } | undefined;
 }
 
 /** A lazily opened, failure-remembering connection to one server. */
@@ -96,10 +98,13 @@ export class ServerConnection {
 
   async #connect(): Promise<Connection> {
     const { hostname, port, label } = this.address;
-    let tcp: Deno.TcpConn;
+    let tcp: Deno.TcpConn | Deno.TlsConn;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const attempt = Deno.connect({ hostname, port });
+      const tls = this.#options.tls;
+      const attempt: Promise<Deno.TcpConn | Deno.TlsConn> = tls
+        ? Deno.connectTls({ hostname, port, ...(tls.caCerts ? { caCerts: tls.caCerts } : {}) })
+        : Deno.connect({ hostname, port });
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(
           () => reject(new Error(`no answer in ${this.#options.connectTimeoutMs} ms`)),
@@ -131,7 +136,23 @@ export class ServerConnection {
       tcp.close();
       throw new ConnectionError(label, `Cannot connect to ${label}: closed`);
     }
-    tcp.setNoDelay(true);
+    if ("setNoDelay" in tcp) tcp.setNoDelay(true);
+    if (this.#options.tls) {
+      try {
+        await (tcp as Deno.TlsConn).handshake();
+      } catch (err) {
+        tcp.close();
+        this.#failures++;
+        this.#retryAt = Date.now() + this.#options.minBackoffMs;
+        throw new ConnectionError(
+          label,
+          `Cannot connect to Gearman server ${label} with TLS: ${
+            (err as Error).message
+          }; check the server's certificate and the CA given to the client`,
+          { cause: err },
+        );
+      }
+    }
     this.#failures = 0;
     this.#retryAt = 0;
     const events = this.#events;
