@@ -110,7 +110,7 @@ class TextSink {
  * A server process. Always `kill()` it (in a `finally`), or use `await using`.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * await using server = await ServerProcess.start({ storePath: "/tmp/x/jobs.db" });
  * console.log(server.port);
  * await server.kill("SIGKILL");
