@@ -60,6 +60,12 @@ export interface DispatcherOptions {
    * @default 1000000
    */
   maxMemoryJobs?: number;
+  /**
+   * Most foreground jobs one client connection may wait on at once; past
+   * it, submits get ERROR TOO_MANY_JOBS. 0 is unlimited.
+   * @default 0
+   */
+  maxClientJobs?: number;
 }
 
 /** Jobs paged in from the store at a time. */
@@ -135,6 +141,7 @@ export class Dispatcher {
   #commitScheduled = false;
   #committing: Promise<void> | undefined;
   readonly #maxMemoryJobs: number;
+  readonly #maxClientJobs: number;
   /**
    * Slots of jobs whose handle does not encode their slot (paged in from the
    * store's overflow, or replayed past the memory limit), by handle number.
@@ -154,7 +161,9 @@ export class Dispatcher {
       now = Date.now,
       store = new MemoryJobStore(),
       maxMemoryJobs = 1_000_000,
+      maxClientJobs = 0,
     } = options;
+    this.#maxClientJobs = maxClientJobs;
     this.store = store;
     this.#maxMemoryJobs = maxMemoryJobs;
     this.jobs.setBoot(store.boot);
@@ -970,6 +979,18 @@ export class Dispatcher {
       }
     }
 
+    if (!background && this.#maxClientJobs > 0 && peer.waiting.size >= this.#maxClientJobs) {
+      this.#error(
+        peer,
+        "TOO_MANY_JOBS",
+        `This connection already waits on ${peer.waiting.size} jobs, the most allowed (--max-client-jobs); wait for some to finish`,
+      );
+      this.log.warn("Refused a job from {remote}: it already waits on {count} jobs", {
+        remote: peer.conn.remote,
+        count: peer.waiting.size,
+      });
+      return;
+    }
     const limit = f.maxQueue?.[priority] ?? this.defaultMaxQueue;
     if (limit > 0 && f.total >= limit) {
       this.#error(peer, "QUEUE_ERROR", "Job queue is full");
