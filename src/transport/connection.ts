@@ -60,6 +60,9 @@ export class Connection {
   #flushScheduled = false;
   /** While above 0, output is held back (e.g. until a store commit). */
   #corked = 0;
+  #lastRead: number = performance.now();
+  #bytesIn = 0;
+  #bytesOut = 0;
   /** Bytes of the write in flight not yet accepted by the socket. */
   #writing = 0;
   /** No more reads; pending output is flushed, then the socket closes. */
@@ -100,6 +103,21 @@ export class Connection {
   /** Whether the connection is closing or closed. */
   get closed(): boolean {
     return this.#closing;
+  }
+
+  /** When bytes last arrived (performance.now() ms), for idle timeouts. */
+  get lastRead(): number {
+    return this.#lastRead;
+  }
+
+  /** Bytes read from the peer so far. */
+  get bytesIn(): number {
+    return this.#bytesIn;
+  }
+
+  /** Bytes written to the peer so far. */
+  get bytesOut(): number {
+    return this.#bytesOut;
   }
 
   /** Bytes written to the outbox and not yet taken by the socket. */
@@ -168,7 +186,9 @@ export class Connection {
         let off = 0;
         this.#writing = bytes.length;
         while (off < bytes.length) {
-          off += await this.#conn.write(bytes.subarray(off));
+          const n = await this.#conn.write(bytes.subarray(off));
+          off += n;
+          this.#bytesOut += n;
           this.#writing = bytes.length - off;
         }
         w.reset();
@@ -215,6 +235,8 @@ export class Connection {
         }
         const n = await this.#conn.read(framer.readRegion());
         if (n === null) break;
+        this.#lastRead = performance.now();
+        this.#bytesIn += n;
         framer.commit(n);
       }
     } catch (err) {
