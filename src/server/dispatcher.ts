@@ -414,7 +414,9 @@ export class Dispatcher {
         const nul = body.indexOf(0);
         const name = nul < 0 ? body : body.subarray(0, nul);
         const timeout = nul < 0 ? 0 : parseDecimal(body, nul + 1, body.length);
-        return this.#canDo(peer, name, timeout < 0 ? 0 : timeout);
+        // Milliseconds; under a second is raised to one, as gearmand does
+        // (Perl's Gearman::Worker passes seconds-sized numbers).
+        return this.#canDo(peer, name, timeout <= 0 ? 0 : Math.max(timeout, 1000));
       }
       case T.CANT_DO:
         return this.#cantDo(peer, byteString(body));
