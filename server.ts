@@ -31,6 +31,24 @@ export {
   Server,
   type ShutdownOptions,
 } from "./src/server/gearman_server.ts";
+export type {
+  ApiByPriority,
+  ApiConnection,
+  ApiConnections,
+  ApiError,
+  ApiFunction,
+  ApiHistory,
+  ApiJob,
+  ApiJobs,
+  ApiOk,
+  ApiSample,
+  ApiServer,
+  ApiStatus,
+  ApiStore,
+  ApiTiming,
+  ApiTotals,
+  ApiWorkers,
+} from "./src/http/api_types.ts";
 
 if (import.meta.main) {
   Deno.exit(await runServerCli(Deno.args));

@@ -28,6 +28,15 @@ Options:
   --store-sync MODE    normal (survives kill -9) or full (also power loss) (default normal)
   --max-memory-jobs N  with a store: queued jobs kept in memory; the rest wait on disk
                        and are paged in as workers drain (default 1000000)
+  --gloom              also speak Gloom (length-prefixed JSON) to masters and workers
+  --gloom-master-port PORT  port for Gloom masters; implies --gloom (default 9998)
+  --gloom-worker-port PORT  port for Gloom workers; implies --gloom (default 9999)
+  --gloom-max-frame-size N  largest Gloom frame accepted, in bytes (default 16777216)
+  --http [HOST:]PORT   serve /metrics, /healthz, /readyz, a JSON API and a dashboard over
+                       HTTP on this address (HOST defaults to 127.0.0.1) (default off)
+  --admin-token TOKEN  token for state-changing admin commands from other hosts (send
+                       'auth TOKEN') and the HTTP API's (header 'Authorization: Bearer
+                       TOKEN'); use a long random one, e.g. openssl rand -hex 32 (default none)
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 `;
@@ -54,6 +63,25 @@ export interface ServerFlags {
   store: string;
   storeSync: "normal" | "full";
   maxMemoryJobs: number;
+  /** Gloom listeners, when --gloom or a --gloom-* flag was given. */
+  gloom: { masterPort: number; workerPort: number; maxFrameSize: number } | undefined;
+  /** HTTP endpoint, when --http was given. */
+  http: { hostname: string; port: number } | undefined;
+  /** Admin token: remote state-changing admin commands and the HTTP API's. */
+  adminToken: string | undefined;
+}
+
+/** Parse `--http [HOST:]PORT` (an IPv6 HOST in brackets). */
+function httpFlag(value: string | undefined): ServerFlags["http"] {
+  if (value === undefined) return undefined;
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):)?(\d+)$/.exec(value);
+  if (m === null || Number(m[2]) > 65535) {
+    throw new UsageError(
+      `--http must be [HOST:]PORT (e.g. 127.0.0.1:8080, [::1]:8080 or 8080), got "${value}"`,
+    );
+  }
+  const host = m[1] ?? "127.0.0.1";
+  return { hostname: host.replace(/^\[(.*)\]$/, "$1"), port: Number(m[2]) };
 }
 
 function integerFlag(name: string, value: string | undefined, def: number, max: number): number {
@@ -83,6 +111,12 @@ export function parseServerFlags(args: string[]): ServerFlags {
         store: { type: "string" },
         "store-sync": { type: "string" },
         "max-memory-jobs": { type: "string" },
+        gloom: { type: "boolean" },
+        "gloom-master-port": { type: "string" },
+        "gloom-worker-port": { type: "string" },
+        "gloom-max-frame-size": { type: "string" },
+        http: { type: "string" },
+        "admin-token": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -118,7 +152,32 @@ export function parseServerFlags(args: string[]): ServerFlags {
     2 ** 31,
   );
   if (maxMemoryJobs === 0) throw new UsageError("--max-memory-jobs must be at least 1");
+  const gloomFlags = ["gloom-master-port", "gloom-worker-port", "gloom-max-frame-size"] as const;
+  let gloom: ServerFlags["gloom"];
+  if (values.gloom || gloomFlags.some((f) => values[f] !== undefined)) {
+    gloom = {
+      masterPort: integerFlag("gloom-master-port", values["gloom-master-port"], 9998, 65535),
+      workerPort: integerFlag("gloom-worker-port", values["gloom-worker-port"], 9999, 65535),
+      maxFrameSize: integerFlag(
+        "gloom-max-frame-size",
+        values["gloom-max-frame-size"],
+        16 << 20,
+        0xffffffff,
+      ),
+    };
+    if (gloom.maxFrameSize === 0) throw new UsageError("--gloom-max-frame-size must be at least 1");
+  }
+  const http = httpFlag(values.http);
+  const adminToken = values["admin-token"];
+  if (adminToken !== undefined && !/^[\x21-\x7e]+$/.test(adminToken)) {
+    throw new UsageError(
+      "--admin-token must be visible ASCII characters with no spaces (try: openssl rand -hex 32)",
+    );
+  }
   return {
+    http,
+    adminToken,
+    gloom,
     maxMemoryJobs,
     store,
     storeSync,
@@ -171,9 +230,18 @@ export async function runServerCli(args: string[]): Promise<number> {
       store: flags.store,
       storeSync: flags.storeSync,
       maxMemoryJobs: flags.maxMemoryJobs,
+      ...(flags.gloom !== undefined ? { gloom: flags.gloom } : {}),
+      ...(flags.http !== undefined ? { http: flags.http } : {}),
+      ...(flags.adminToken !== undefined ? { adminToken: flags.adminToken } : {}),
     });
   } catch (err) {
-    if (err instanceof Deno.errors.AddrInUse) {
+    if (err instanceof Deno.errors.AddrInUse && err.message.includes("HTTP")) {
+      console.error(`error: ${err.message}; stop the other server or pass another --http port`);
+    } else if (err instanceof Deno.errors.AddrInUse && err.message.includes("Gloom")) {
+      // The message names the Gloom port taken.
+      const hint = "stop the other server or pass --gloom-master-port/--gloom-worker-port";
+      console.error(`error: ${err.message}; ${hint}`);
+    } else if (err instanceof Deno.errors.AddrInUse) {
       console.error(
         `error: cannot listen on ${flags.hostname}:${flags.port}: the port is in use; stop the other server or pass --port`,
       );
@@ -191,7 +259,18 @@ export async function runServerCli(args: string[]): Promise<number> {
     return 1;
   }
   const { hostname, port } = server.addr;
-  console.log(`listening on ${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`);
+  const show = (h: string, p: number) => `${h.includes(":") ? `[${h}]` : h}:${p}`;
+  console.log(`listening on ${show(hostname, port)}`);
+  const gloom = server.gloomAddrs;
+  if (gloom) {
+    console.log(
+      `gloom masters on ${show(gloom.master.hostname, gloom.master.port)}, workers on ${
+        show(gloom.worker.hostname, gloom.worker.port)
+      }`,
+    );
+  }
+  const http = server.httpAddr;
+  if (http) console.log(`http on ${show(http.hostname, http.port)}`);
   const stop = () => void server.shutdown();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, stop);

@@ -15,6 +15,14 @@ import type { JobStore } from "./store/job_store.ts";
 import { MemoryJobStore } from "./store/memory_store.ts";
 import { SqliteJobStore } from "./store/sqlite_store.ts";
 import { VERSION } from "../version.ts";
+import { GloomFrontEnd } from "../gloom/front_end.ts";
+import {
+  DEFAULT_GLOOM_MASTER_PORT,
+  DEFAULT_GLOOM_WORKER_PORT,
+  DEFAULT_MAX_FRAME_SIZE,
+} from "../gloom/frame.ts";
+import { checkAdminToken, DEFAULT_HTTP_PORT, HttpFrontEnd } from "../http/http_server.ts";
+import { Traffic } from "./traffic.ts";
 
 /** The port IANA assigned to Gearman. */
 export const DEFAULT_PORT = 4730;
@@ -88,6 +96,34 @@ export interface ServeOptions {
    * @default 1000000
    */
   maxMemoryJobs?: number;
+  /**
+   * Also speak the Gloom protocol (length-prefixed JSON; see docs/GLOOM.md):
+   * masters on `masterPort`, workers on `workerPort`, both on `hostname`
+   * (0 picks a free port; read them back from {@link Server.gloomAddrs}).
+   * Gloom job types are Gearman function names: both kinds of client and
+   * worker share the queues. Frames over `maxFrameSize` bytes get an error
+   * frame and their connection is closed.
+   * @default undefined (no Gloom listeners); ports 9998 and 9999, maxFrameSize 16 MiB
+   */
+  gloom?: { masterPort?: number; workerPort?: number; maxFrameSize?: number };
+  /**
+   * Also serve HTTP on its own port (see docs/OBSERVABILITY.md): Prometheus
+   * `/metrics`, `/healthz`, `/readyz`, a JSON API under `/api/` and a
+   * dashboard at `/`. Read the bound address back from
+   * {@link Server.httpAddr} (port 0 picks a free one).
+   * @default undefined (no HTTP); hostname "127.0.0.1", port 8080
+   */
+  http?: { hostname?: string; port?: number };
+  /**
+   * The admin token: visible ASCII, no spaces (use a long random one, e.g.
+   * `openssl rand -hex 32`). With it, admin connections from other hosts
+   * that send it (`auth TOKEN`) may run state-changing admin commands, and
+   * the HTTP API's state-changing endpoints (cancel a job, drop a function,
+   * set a queue limit, drain) accept `Authorization: Bearer TOKEN`; without
+   * it those endpoints answer 403.
+   * @default undefined (no token)
+   */
+  adminToken?: string;
   /** Aborting it shuts the server down (not gracefully). */
   signal?: AbortSignal;
 }
@@ -166,6 +202,7 @@ function logAdapter(logger: Logger): DispatcherLog {
  */
 export class Server implements AsyncDisposable {
   readonly #listener: Deno.TcpListener;
+  readonly #gloom: GloomFrontEnd | undefined;
   readonly #dispatcher: Dispatcher;
   readonly #store: JobStore;
   readonly #admin: AdminCommands;
@@ -173,6 +210,8 @@ export class Server implements AsyncDisposable {
   readonly #connections = new Set<Connection>();
   readonly #maxPacketSize: number;
   readonly #finished: PromiseWithResolvers<void> = Promise.withResolvers();
+  readonly #http: HttpFrontEnd | undefined;
+  readonly #traffic: Traffic = new Traffic();
   #accepting = true;
   #stopping = false;
   #done = false;
@@ -193,6 +232,9 @@ export class Server implements AsyncDisposable {
       store = "memory",
       storeSync = "normal",
       maxMemoryJobs = 1_000_000,
+      gloom,
+      http,
+      adminToken,
       signal,
     } = options;
     checkInteger("port", port, 0, 65535);
@@ -200,6 +242,17 @@ export class Server implements AsyncDisposable {
     checkInteger("maxQueue", maxQueue, 0, Number.MAX_SAFE_INTEGER);
     checkInteger("maxPacketSize", maxPacketSize, 1, 0xffffffff);
     checkInteger("maxMemoryJobs", maxMemoryJobs, 1, 2 ** 31);
+    const {
+      masterPort = DEFAULT_GLOOM_MASTER_PORT,
+      workerPort = DEFAULT_GLOOM_WORKER_PORT,
+      maxFrameSize = DEFAULT_MAX_FRAME_SIZE,
+    } = gloom ?? {};
+    checkInteger("gloom.masterPort", masterPort, 0, 65535);
+    checkInteger("gloom.workerPort", workerPort, 0, 65535);
+    checkInteger("gloom.maxFrameSize", maxFrameSize, 1, 0xffffffff);
+    const { hostname: httpHostname = "127.0.0.1", port: httpPort = DEFAULT_HTTP_PORT } = http ?? {};
+    checkInteger("http.port", httpPort, 0, 65535);
+    if (adminToken !== undefined) checkAdminToken(adminToken);
     if (/[\s\0]/.test(handleHost) || handleHost === "") {
       throw new TypeError(
         `Cannot start server: handleHost must be non-empty with no spaces or NUL, received ${
@@ -228,10 +281,53 @@ export class Server implements AsyncDisposable {
       version: VERSION,
       shutdown: (graceful) => void this.shutdown({ graceful }),
       logLevel: () => "INFO",
+      adminToken,
     });
     try {
       this.#listener = Deno.listen({ hostname, port, transport: "tcp" });
     } catch (err) {
+      this.#dispatcher.stop();
+      this.#store.close();
+      throw err;
+    }
+    try {
+      this.#gloom = gloom === undefined ? undefined : new GloomFrontEnd(this.#dispatcher, {
+        hostname,
+        masterPort,
+        workerPort,
+        maxFrameSize,
+        onConnectionClosed: () => {
+          if (this.#stopping) this.#maybeFinish();
+        },
+      });
+    } catch (err) {
+      this.#listener.close();
+      this.#dispatcher.stop();
+      this.#store.close();
+      throw err;
+    }
+    try {
+      this.#http = http === undefined ? undefined : new HttpFrontEnd({
+        hostname: httpHostname,
+        port: httpPort,
+        adminToken,
+        server: {
+          dispatcher: this.#dispatcher,
+          version: VERSION,
+          traffic: this.#traffic,
+          address: () => this.addr,
+          gloomAddrs: () => this.gloomAddrs,
+          openConnections: () => this.#connections.size,
+          bytes: () => this.#traffic.bytes(this.#connections),
+          accepting: () => this.#accepting,
+          draining: () => this.#stopping || this.#dispatcher.draining,
+          storeOpen: () => !this.#done,
+        },
+        drain: () => void this.shutdown({ graceful: true }),
+      });
+    } catch (err) {
+      this.#listener.close();
+      this.#gloom?.close(false);
       this.#dispatcher.stop();
       this.#store.close();
       throw err;
@@ -246,6 +342,22 @@ export class Server implements AsyncDisposable {
   /** The address the server listens on. */
   get addr(): Deno.NetAddr {
     return this.#listener.addr as Deno.NetAddr;
+  }
+
+  /**
+   * Where the Gloom listeners are bound (masters, workers), or `undefined`
+   * when the server was started without the `gloom` option.
+   */
+  get gloomAddrs(): { master: Deno.NetAddr; worker: Deno.NetAddr } | undefined {
+    return this.#gloom?.addrs;
+  }
+
+  /**
+   * Where the HTTP endpoint listens, or `undefined` when the server was
+   * started without the `http` option.
+   */
+  get httpAddr(): Deno.NetAddr | undefined {
+    return this.#http?.addr;
   }
 
   /** Resolves once the server has stopped and every connection is closed. */
@@ -271,6 +383,12 @@ export class Server implements AsyncDisposable {
   }
 
   #accept(conn: Deno.TcpConn): void {
+    if (this.#stopping) {
+      this.#traffic.refused++;
+      conn.close();
+      return;
+    }
+    this.#traffic.accepted++;
     try {
       conn.setNoDelay(true);
     } catch { /* not TCP */ }
@@ -309,8 +427,13 @@ export class Server implements AsyncDisposable {
       }
       d.removePeer(peer);
       this.#connections.delete(connection);
-      if (this.#stopping && this.#connections.size === 0) this.#finish();
+      this.#traffic.closed(connection);
+      if (this.#stopping) this.#maybeFinish();
     });
+  }
+
+  #maybeFinish(): void {
+    if (this.#connections.size === 0 && (this.#gloom?.connectionCount ?? 0) === 0) this.#finish();
   }
 
   #finish(): void {
@@ -325,7 +448,11 @@ export class Server implements AsyncDisposable {
         error: (err as Error).message,
       });
     }
-    this.#finished.resolve();
+    if (this.#http === undefined) this.#finished.resolve();
+    else {
+      const resolve = () => this.#finished.resolve();
+      void this.#http.close().then(resolve, resolve);
+    }
   }
 
   /**
@@ -346,8 +473,9 @@ export class Server implements AsyncDisposable {
       this.#logger.info(graceful ? "Shutting down gracefully" : "Shutting down");
     }
     this.#stopping = true;
+    this.#gloom?.close(graceful);
     if (!graceful) { for (const c of this.#connections) c.close(200); }
-    if (this.#connections.size === 0) this.#finish();
+    this.#maybeFinish();
     return this.#finished.promise;
   }
 

@@ -1,0 +1,169 @@
+// The Gloom front end of the server: two listeners (masters, workers) whose
+// connections become virtual peers of the Gearman dispatcher.
+
+import { getLogger, type Logger } from "@logtape/logtape";
+import type { Dispatcher, DispatcherLog } from "../server/dispatcher.ts";
+import { errorFrame } from "./messages.ts";
+import { type GloomContext, MasterSession, WorkerSession } from "./sessions.ts";
+import { GloomSocket } from "./socket.ts";
+
+/** Options for {@link GloomFrontEnd}. */
+export interface GloomFrontEndOptions {
+  /** Address to listen on (the server's). */
+  hostname: string;
+  /** Port for masters; 0 picks a free one. */
+  masterPort: number;
+  /** Port for workers; 0 picks a free one. */
+  workerPort: number;
+  /** Largest frame accepted, in bytes. */
+  maxFrameSize: number;
+  /** Called after each Gloom connection has closed and left the dispatcher. */
+  onConnectionClosed?: () => void;
+}
+
+/** The bound addresses of the Gloom listeners. */
+export interface GloomAddrs {
+  /** Where Gloom masters connect. */
+  master: Deno.NetAddr;
+  /** Where Gloom workers connect. */
+  worker: Deno.NetAddr;
+}
+
+function logAdapter(logger: Logger): DispatcherLog {
+  return {
+    debug: (m, p) => logger.debug(m, p),
+    info: (m, p) => logger.info(m, p),
+    warn: (m, p) => logger.warn(m, p),
+    error: (m, p) => logger.error(m, p),
+  };
+}
+
+/** Listens for Gloom masters and workers and serves them from a dispatcher. */
+export class GloomFrontEnd {
+  readonly #master: Deno.TcpListener;
+  readonly #worker: Deno.TcpListener;
+  readonly #sockets = new Set<GloomSocket>();
+  readonly #ctx: GloomContext;
+  readonly #logger: Logger = getLogger(["gearman", "gloom"]);
+  readonly #maxFrameSize: number;
+  readonly #onConnectionClosed: (() => void) | undefined;
+  #accepting = true;
+
+  /**
+   * Open both listeners (the first is closed again if the second fails).
+   *
+   * @throws {Deno.errors.AddrInUse} When a port is taken (the message names it).
+   */
+  constructor(dispatcher: Dispatcher, options: GloomFrontEndOptions) {
+    this.#maxFrameSize = options.maxFrameSize;
+    this.#onConnectionClosed = options.onConnectionClosed;
+    this.#ctx = {
+      dispatcher,
+      log: logAdapter(this.#logger),
+      outstanding: new Map(),
+      idsByHandle: new Map(),
+    };
+    this.#master = listen(options.hostname, options.masterPort, "masters");
+    try {
+      this.#worker = listen(options.hostname, options.workerPort, "workers");
+    } catch (err) {
+      this.#master.close();
+      throw err;
+    }
+    void this.#acceptLoop(this.#master, "master");
+    void this.#acceptLoop(this.#worker, "worker");
+  }
+
+  /** The bound addresses. */
+  get addrs(): GloomAddrs {
+    return {
+      master: this.#master.addr as Deno.NetAddr,
+      worker: this.#worker.addr as Deno.NetAddr,
+    };
+  }
+
+  /** Open Gloom connections. */
+  get connectionCount(): number {
+    return this.#sockets.size;
+  }
+
+  async #acceptLoop(listener: Deno.TcpListener, role: "master" | "worker"): Promise<void> {
+    try {
+      for await (const conn of listener) this.#accept(conn, role);
+    } catch (err) {
+      if (this.#accepting) {
+        this.#logger.error("Stopped accepting Gloom {role}s: {error}", {
+          role,
+          error: String(err),
+        });
+      }
+    }
+  }
+
+  #accept(conn: Deno.TcpConn, role: "master" | "worker"): void {
+    try {
+      conn.setNoDelay(true);
+    } catch { /* not TCP */ }
+    // Assigned right after the socket is made; frames arrive later.
+    // deno-lint-ignore prefer-const
+    let session!: MasterSession | WorkerSession;
+    const socket: GloomSocket = new GloomSocket(conn, (payload) => session.payload(payload), {
+      maxFrameSize: this.#maxFrameSize,
+      onFrameError: (err) => {
+        this.#logger.warn("Closing Gloom {role} connection from {remote}: {error}", {
+          role,
+          remote: socket.remote,
+          error: err.message,
+        });
+        socket.send(errorFrame("frame_too_large", err.message));
+      },
+    });
+    session = role === "master"
+      ? new MasterSession(this.#ctx, socket)
+      : new WorkerSession(this.#ctx, socket);
+    this.#sockets.add(socket);
+    this.#logger.debug("Accepted Gloom {role} {id} from {remote}", {
+      role,
+      id: session.peer.id,
+      remote: socket.remote,
+    });
+    void socket.run().then((err) => {
+      if (err && err.name !== "GloomFrameError") {
+        this.#logger.debug("Gloom connection {id} ended: {error}", {
+          id: session.peer.id,
+          error: err.message,
+        });
+      }
+      session.closed();
+      this.#sockets.delete(socket);
+      this.#onConnectionClosed?.();
+    });
+  }
+
+  /**
+   * Stop accepting; unless graceful, close every Gloom connection too
+   * (flushing what each has queued for up to 200 ms).
+   */
+  close(graceful: boolean): void {
+    if (this.#accepting) {
+      this.#accepting = false;
+      for (const l of [this.#master, this.#worker]) {
+        try {
+          l.close();
+        } catch { /* already closed */ }
+      }
+    }
+    if (!graceful) { for (const s of this.#sockets) s.close(200); }
+  }
+}
+
+function listen(hostname: string, port: number, who: string): Deno.TcpListener {
+  try {
+    return Deno.listen({ hostname, port, transport: "tcp" });
+  } catch (err) {
+    if (err instanceof Error) {
+      err.message = `Cannot listen for Gloom ${who} on ${hostname}:${port}: ${err.message}`;
+    }
+    throw err;
+  }
+}
