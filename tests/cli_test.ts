@@ -98,3 +98,12 @@ Deno.test("server CLI prints its address, serves, and stops cleanly on SIGTERM a
     });
   }
 });
+
+Deno.test("README's server command line section is the --help text", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const r = await runCli(["--help"]);
+  const section = readme.slice(readme.indexOf("## Server command line"));
+  const start = section.indexOf("```\n") + 4;
+  const block = section.slice(start, section.indexOf("\n```", start));
+  assert.equal(block.trim(), r.stdout.trim());
+});
