@@ -288,12 +288,17 @@ Deno.test("server: admin commands accept \\r\\n endings, pipelining and mixing w
   await sync(a);
 });
 
-Deno.test("server: admin shutdown graceful closes the listener but serves open connections", async () => {
+Deno.test("server: admin shutdown graceful drains: running jobs finish, queued foreground jobs fail, nothing new starts", async () => {
   await using server = startServer();
   const port = server.addr.port;
   await using c = await connect(server);
   await using w = await worker(server, "late");
   await using a = await connect(server);
+  // One job running, one queued behind it, one background job queued.
+  const running = await submit(c, "SUBMIT_JOB", "late", "", "running");
+  assert.deepEqual(await grab(w), { handle: running, fn: "late", data: "running" });
+  const queued = await submit(c, "SUBMIT_JOB", "late", "", "queued");
+  await submit(c, "SUBMIT_JOB_BG", "late", "", "background");
   assert.deepEqual(await admin(a, "shutdown graceful"), ["OK"]);
   await waitFor("the listener to close", async () => {
     try {
@@ -304,19 +309,35 @@ Deno.test("server: admin shutdown graceful closes the listener but serves open c
       return err instanceof Deno.errors.ConnectionRefused;
     }
   });
-  // Open connections still work, end to end.
-  const h = await submit(c, "SUBMIT_JOB", "late", "", "still");
-  assert.deepEqual(await grab(w), { handle: h, fn: "late", data: "still" });
-  w.send("WORK_COMPLETE", h, "served");
-  assert.deepEqual(await expectPacket(c, "WORK_COMPLETE"), [h, "served"]);
-  assert.deepEqual(await admin(a, "version"), [`OK ${VERSION}`]);
+  // The queued foreground job will not run: its client hears so at once.
+  assert.deepEqual(await expectPacket(c, "WORK_FAIL"), [queued]);
+  // No new jobs, none handed out.
+  c.send("SUBMIT_JOB", "late", "", "too late");
+  assert.equal((await expectPacket(c, "ERROR"))[0], "SERVER_DRAINING");
+  w.send("GRAB_JOB");
+  await expectPacket(w, "NO_JOB");
   let finished = false;
   void server.finished.then(() => (finished = true));
-  await a.close();
-  await w.close();
-  assert.ok(!finished, "not finished while a connection is open");
-  await c.close();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(!finished, "not finished while a job runs");
+  // The running job finishes and its result is delivered; then the server stops.
+  w.send("WORK_COMPLETE", running, "served");
+  assert.deepEqual(await expectPacket(c, "WORK_COMPLETE"), [running, "served"]);
   await server.finished;
+  await expectClosed(c);
+  await expectClosed(w);
+});
+
+Deno.test("server: a graceful shutdown past its timeout fails the jobs still running", async () => {
+  await using server = startServer();
+  await using c = await connect(server);
+  await using w = await worker(server, "stuck");
+  const h = await submit(c, "SUBMIT_JOB", "stuck", "", "x");
+  assert.deepEqual(await grab(w), { handle: h, fn: "stuck", data: "x" });
+  const done = server.shutdown({ graceful: true, timeoutMs: 200 });
+  assert.deepEqual(await expectPacket(c, "WORK_FAIL"), [h]);
+  await done;
+  await expectClosed(c);
 });
 
 Deno.test("server: admin shutdown closes every connection after replying OK", async () => {

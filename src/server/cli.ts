@@ -37,6 +37,9 @@ Options:
   --admin-token TOKEN  token for state-changing admin commands from other hosts (send
                        'auth TOKEN') and the HTTP API's (header 'Authorization: Bearer
                        TOKEN'); use a long random one, e.g. openssl rand -hex 32 (default none)
+  --drain-timeout S    on SIGTERM or "shutdown graceful": seconds running jobs may take
+                       to finish before the server stops anyway (default 30)
+  --max-client-jobs N  most foreground jobs one connection may wait on; 0 = unlimited (default 0)
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 `;
@@ -63,6 +66,8 @@ export interface ServerFlags {
   store: string;
   storeSync: "normal" | "full";
   maxMemoryJobs: number;
+  drainTimeoutMs: number;
+  maxClientJobs: number;
   /** Gloom listeners, when --gloom or a --gloom-* flag was given. */
   gloom: { masterPort: number; workerPort: number; maxFrameSize: number } | undefined;
   /** HTTP endpoint, when --http was given. */
@@ -111,6 +116,8 @@ export function parseServerFlags(args: string[]): ServerFlags {
         store: { type: "string" },
         "store-sync": { type: "string" },
         "max-memory-jobs": { type: "string" },
+        "drain-timeout": { type: "string" },
+        "max-client-jobs": { type: "string" },
         gloom: { type: "boolean" },
         "gloom-master-port": { type: "string" },
         "gloom-worker-port": { type: "string" },
@@ -175,6 +182,8 @@ export function parseServerFlags(args: string[]): ServerFlags {
     );
   }
   return {
+    drainTimeoutMs: integerFlag("drain-timeout", values["drain-timeout"], 30, 86400) * 1000,
+    maxClientJobs: integerFlag("max-client-jobs", values["max-client-jobs"], 0, 2 ** 31),
     http,
     adminToken,
     gloom,
@@ -230,6 +239,8 @@ export async function runServerCli(args: string[]): Promise<number> {
       store: flags.store,
       storeSync: flags.storeSync,
       maxMemoryJobs: flags.maxMemoryJobs,
+      drainTimeoutMs: flags.drainTimeoutMs,
+      maxClientJobs: flags.maxClientJobs,
       ...(flags.gloom !== undefined ? { gloom: flags.gloom } : {}),
       ...(flags.http !== undefined ? { http: flags.http } : {}),
       ...(flags.adminToken !== undefined ? { adminToken: flags.adminToken } : {}),
@@ -271,10 +282,21 @@ export async function runServerCli(args: string[]): Promise<number> {
   }
   const http = server.httpAddr;
   if (http) console.log(`http on ${show(http.hostname, http.port)}`);
-  const stop = () => void server.shutdown();
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-  for (const s of signals) Deno.addSignalListener(s, stop);
+  // SIGTERM drains (running jobs finish, up to --drain-timeout); SIGINT, or a
+  // second signal, stops at once.
+  let signalled = false;
+  const stopNow = () => void server.shutdown();
+  const drain = () => {
+    if (signalled) return stopNow();
+    signalled = true;
+    void server.shutdown({ graceful: true });
+  };
+  const onInt = () => stopNow();
+  const handlers: [Deno.Signal, () => void][] = Deno.build.os === "windows"
+    ? [["SIGINT", onInt]]
+    : [["SIGINT", onInt], ["SIGTERM", drain]];
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   await server.finished;
-  for (const s of signals) Deno.removeSignalListener(s, stop);
+  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   return 0;
 }

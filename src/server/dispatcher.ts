@@ -242,6 +242,16 @@ export class Dispatcher {
     return background;
   }
 
+  /** Drain timed out: clients of jobs still running get WORK_FAIL (the jobs stay stored, if durable). */
+  failRunning(): void {
+    const jobs = this.jobs;
+    for (const slot of [...jobs.slots()]) {
+      if (jobs.state[slot] !== JobState.RUNNING) continue;
+      this.#relayFail(slot);
+      for (const c of this.clientsOf(slot)) this.#dropClient(slot, c);
+    }
+  }
+
   /** Stop timers; the dispatcher is not used after this. */
   stop(): void {
     this.#stopped = true;

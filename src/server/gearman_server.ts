@@ -124,6 +124,18 @@ export interface ServeOptions {
    * @default undefined (no token)
    */
   adminToken?: string;
+  /**
+   * Most foreground jobs one connection may wait on at once (ERROR
+   * TOO_MANY_JOBS past it); 0 is unlimited.
+   * @default 0
+   */
+  maxClientJobs?: number;
+  /**
+   * How long a graceful shutdown (admin `shutdown graceful`, SIGTERM from
+   * the CLI, `POST /api/drain`) waits for running jobs, in milliseconds.
+   * @default 30000
+   */
+  drainTimeoutMs?: number;
   /** Aborting it shuts the server down (not gracefully). */
   signal?: AbortSignal;
 }
@@ -162,12 +174,25 @@ function openStore(spec: string, sync: "normal" | "full"): JobStore {
  */
 export interface ShutdownOptions {
   /**
-   * Stop accepting connections but let the open ones finish; `finished`
-   * resolves when the last one closes. Otherwise close them all now.
+   * Drain: stop accepting connections and handing out jobs, fail queued
+   * foreground jobs (their clients get WORK_FAIL and can submit
+   * elsewhere), keep background jobs queued (in the store, when durable),
+   * let running jobs finish for up to `timeoutMs`, then close every
+   * connection. Otherwise close everything now.
    * @default false
    */
   graceful?: boolean;
+  /**
+   * With `graceful`: longest wait for running jobs, in milliseconds; after
+   * it, the clients of jobs still running get WORK_FAIL and the server
+   * stops (durable background jobs run again after a restart).
+   * @default the server's drainTimeoutMs (30000)
+   */
+  timeoutMs?: number;
 }
+
+/** How long a graceful shutdown waits for running jobs by default. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
 function defaultHandleHost(): string {
   try {
@@ -236,7 +261,12 @@ export class Server implements AsyncDisposable {
       http,
       adminToken,
       signal,
+      drainTimeoutMs = DEFAULT_DRAIN_TIMEOUT_MS,
+      maxClientJobs = 0,
     } = options;
+    checkInteger("maxClientJobs", maxClientJobs, 0, 2 ** 31);
+    checkInteger("drainTimeoutMs", drainTimeoutMs, 0, 2 ** 31 - 1);
+    this.#drainTimeoutMs = drainTimeoutMs;
     checkInteger("port", port, 0, 65535);
     checkInteger("jobRetries", jobRetries, 0, 65535);
     checkInteger("maxQueue", maxQueue, 0, Number.MAX_SAFE_INTEGER);
@@ -269,6 +299,7 @@ export class Server implements AsyncDisposable {
       log: logAdapter(this.#logger),
       store: this.#store,
       maxMemoryJobs,
+      maxClientJobs,
     });
     if (this.#store.durable) {
       const restored = this.#dispatcher.restoreFrom(this.#store);
@@ -464,19 +495,73 @@ export class Server implements AsyncDisposable {
    * @returns Resolves when the server has finished.
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
-    const { graceful = false } = options;
+    const { graceful = false, timeoutMs = this.#drainTimeoutMs } = options;
     if (this.#accepting) {
       this.#accepting = false;
       try {
         this.#listener.close();
       } catch { /* already closed */ }
-      this.#logger.info(graceful ? "Shutting down gracefully" : "Shutting down");
     }
     this.#stopping = true;
-    this.#gloom?.close(graceful);
-    if (!graceful) { for (const c of this.#connections) c.close(200); }
+    if (graceful && !this.#closingAll) {
+      this.#drain(timeoutMs);
+    } else {
+      if (!this.#closingAll) this.#logger.info("Shutting down");
+      this.#closeAll();
+    }
     this.#maybeFinish();
     return this.#finished.promise;
+  }
+
+  #closingAll = false;
+  readonly #drainTimeoutMs: number;
+  #drainTimer: ReturnType<typeof setTimeout> | undefined;
+
+  #closeAll(): void {
+    this.#closingAll = true;
+    clearTimeout(this.#drainTimer);
+    this.#drainTimer = undefined;
+    this.#gloom?.close(false);
+    for (const c of this.#connections) c.close(200);
+  }
+
+  /** Stop handing out jobs; close everything once running jobs are done (or after the timeout). */
+  #drain(timeoutMs: number): void {
+    const d = this.#dispatcher;
+    if (d.draining) return;
+    const queued = d.drain();
+    this.#logger.info(
+      "Draining: {running} running job(s) may finish (waiting up to {seconds} s); {queued} background job(s) stay queued{where}",
+      {
+        running: d.runningCount,
+        seconds: timeoutMs / 1000,
+        queued,
+        where: this.#store.durable
+          ? ` in ${this.#store.description}`
+          : " and are lost: no durable store (--store)",
+      },
+    );
+    this.#gloom?.close(true);
+    const deadline = performance.now() + timeoutMs;
+    const check = () => {
+      this.#drainTimer = undefined;
+      if (this.#closingAll) return;
+      if (d.runningCount > 0 && performance.now() < deadline) {
+        this.#drainTimer = setTimeout(check, 25);
+        return;
+      }
+      if (d.runningCount > 0) {
+        this.#logger.warn(
+          "Drain timeout: {running} job(s) still running; their clients get WORK_FAIL",
+          { running: d.runningCount },
+        );
+        d.failRunning();
+      }
+      this.#logger.info("Drained; closing connections");
+      this.#closeAll();
+      this.#maybeFinish();
+    };
+    check();
   }
 
   /** Shut down (not gracefully) and wait until finished. */

@@ -27,10 +27,22 @@ Deno.test("http: /healthz and /readyz", async () => {
 
 Deno.test("http: /readyz answers 503 while draining, and the endpoint stays up until the end", async () => {
   await using server = startHttpServer({ adminToken: TOKEN });
-  // A connected client keeps the graceful shutdown from finishing.
-  await using conn = await PacketClient.connect({ hostname: "127.0.0.1", port: server.addr.port });
-  conn.send("ECHO_REQ", "x");
-  await conn.receive();
+  const servers = [gearmanAddress(server)];
+  // A running job keeps the drain from finishing.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  let started!: () => void;
+  const running = new Promise<void>((r) => started = r);
+  await using worker = new Worker({ servers });
+  worker.register("hold", async () => {
+    started();
+    await gate;
+    return "done";
+  });
+  worker.start();
+  await using client = new Client({ servers });
+  const job = client.submit("hold", "");
+  await running;
   const r = await post(server, "/api/drain");
   assert.equal(r.status, 202, JSON.stringify(r.json));
   await eventually("draining", async () => (await get(server, "/readyz")).status === 503);
@@ -43,7 +55,8 @@ Deno.test("http: /readyz answers 503 while draining, and the endpoint stays up u
   const metrics = await get(server, "/metrics");
   assert.match(metrics.body, /^gearman_ready 0$/m);
   assert.match(metrics.body, /^gearman_draining 1$/m);
-  await conn.close();
+  release();
+  assert.equal((await job.result).text(), "done");
   await server.finished;
   await assert.rejects(fetch(`http://127.0.0.1:${server.httpAddr!.port}/healthz`));
 });
