@@ -20,6 +20,11 @@ interface BaseConfig {
   connections: number;
   /** The process exits by itself (printing ERROR) after this long. */
   maxMs: number;
+  /**
+   * From GO until done, print `PROGRESS <json>` (a {@link Progress}) this
+   * often, for rates over time. Off when absent.
+   */
+  progressMs?: number;
 }
 
 /** Clients: submit `jobs` jobs in all, `inflight` at a time per connection. */
@@ -31,16 +36,26 @@ export interface SubmitConfig extends BaseConfig {
   jobs: number;
   inflight: number;
   payload: number;
+  /**
+   * Give every job a unique id: this prefix, the connection number, "-" and a
+   * sequence number (so prefixes must differ between processes). Without it
+   * the unique id is empty.
+   */
+  uniquePrefix?: string;
 }
 
 /**
  * Workers. `serve`: grab, complete, sleep when idle, until `STOP`.
- * `drain`: grab from `GO` on, and a connection stops at its first NO_JOB.
+ * `drain`: grab from `GO` on, and a connection stops at its first NO_JOB;
+ * with `limit`, the process instead stops once it has completed `limit`
+ * jobs (no GRAB_JOB is sent past that), and a NO_JOB sends it to sleep
+ * (PRE_SLEEP) until the server's NOOP, as a real worker would.
  */
 export interface WorkerConfig extends BaseConfig {
   role: "worker";
   fn: string;
   mode: "serve" | "drain";
+  limit?: number;
 }
 
 /** Idle connections: open them all (at most `concurrency` connecting at once), ECHO_REQ each. */
@@ -66,6 +81,14 @@ export interface LoadResult {
   cpuSystemUs: number;
   /** Latency histogram, sparse [bucket, count] pairs (see {@link Histogram}). */
   hist: [number, number][];
+  /** Workers: NO_JOB answers received between GO and done. */
+  noJobs: number;
+}
+
+/** One `PROGRESS` sample: `count` as in {@link LoadResult}, at wall-clock time `t` (ms). */
+export interface Progress {
+  t: number;
+  count: number;
 }
 
 /** Wall-clock now in milliseconds, fractional, comparable across processes. */

@@ -141,6 +141,8 @@ interface Work {
   count(): number;
   lastAt(): number;
   hist: Histogram;
+  /** NO_JOB answers so far (workers). */
+  noJobs(): number;
 }
 
 // ---------------------------------------------------------------- clients
@@ -169,8 +171,11 @@ async function submitters(cfg: SubmitConfig): Promise<Work> {
     const pending = new Map<string, number>();
     let sent = 0;
     let done = 0;
+    const uniq = cfg.uniquePrefix === undefined ? undefined : `${cfg.uniquePrefix}${c}-`;
     const submitOne = () => {
-      link.w.end(link.w.begin(Magic.REQ, type).bytes(fn).nul().nul().bytes(payload));
+      const w = link.w.begin(Magic.REQ, type).bytes(fn).nul();
+      if (uniq !== undefined) w.byteString(uniq + sent);
+      link.w.end(w.nul().bytes(payload));
       ring[tail] = nowMs();
       tail = (tail + 1) % inflight;
       sent++;
@@ -228,6 +233,7 @@ async function submitters(cfg: SubmitConfig): Promise<Work> {
     count: () => completed,
     lastAt: () => 0,
     hist,
+    noJobs: () => 0,
   };
 }
 
@@ -243,12 +249,25 @@ async function workers(cfg: WorkerConfig): Promise<Work> {
   const registered: Promise<void>[] = [];
   const links: Link[] = [];
   const drain = cfg.mode === "drain";
+  // A limited drain: GRAB_JOBs sent (at most one per connection in flight)
+  // plus jobs completed never pass `limit`.
+  const limited = drain && cfg.limit !== undefined;
+  const limit = cfg.limit ?? Infinity;
+  let claimed = 0;
+  let noJobs = 0;
+  let started = false;
 
   for (let c = 0; c < cfg.connections; c++) {
     const reg = Promise.withResolvers<void>();
     registered.push(reg.promise);
     let sleeping = false;
     let stopped = false;
+    /** Limited drain: grab if the limit allows (else this connection is done). */
+    const grab = () => {
+      if (claimed >= limit) return;
+      claimed++;
+      link.w.end(link.w.begin(Magic.REQ, PacketType.GRAB_JOB));
+    };
     const link: Link = new Link(await connect(cfg), (t, body) => {
       const w = link.w;
       if (t === PacketType.JOB_ASSIGN) {
@@ -260,10 +279,26 @@ async function workers(cfg: WorkerConfig): Promise<Work> {
             body.subarray(b + 1),
           ),
         );
-        w.end(w.begin(Magic.REQ, PacketType.GRAB_JOB));
         completed++;
         if (drain) last = nowMs();
+        if (!limited) w.end(w.begin(Magic.REQ, PacketType.GRAB_JOB));
+        else if (completed >= limit) {
+          allStopped = true;
+          drained.resolve();
+        } else grab();
+      } else if (t === PacketType.NO_JOB && limited) {
+        // The queue looked empty to the server: sleep until it says otherwise.
+        if (started) noJobs++;
+        claimed--;
+        w.end(w.begin(Magic.REQ, PacketType.PRE_SLEEP));
+        sleeping = true;
+      } else if (t === PacketType.NOOP && limited) {
+        if (sleeping) {
+          sleeping = false;
+          grab();
+        }
       } else if (t === PacketType.NO_JOB) {
+        if (started) noJobs++;
         if (drain) {
           if (!stopped) {
             stopped = true;
@@ -302,8 +337,14 @@ async function workers(cfg: WorkerConfig): Promise<Work> {
   await Promise.all(registered);
   return {
     run() {
+      started = true;
       if (!drain) return control.stop.promise;
+      if (limit <= 0) return Promise.resolve();
       for (const l of links) {
+        if (limited) {
+          if (claimed >= limit) break;
+          claimed++;
+        }
         l.w.end(l.w.begin(Magic.REQ, PacketType.GRAB_JOB));
         l.flush();
       }
@@ -312,6 +353,7 @@ async function workers(cfg: WorkerConfig): Promise<Work> {
     count: () => completed,
     lastAt: () => last,
     hist: new Histogram(),
+    noJobs: () => noJobs,
   };
 }
 
@@ -363,6 +405,7 @@ function echoes(cfg: EchoConfig): Promise<Work> {
     count: () => answered,
     lastAt: () => 0,
     hist,
+    noJobs: () => 0,
   });
 }
 
@@ -389,8 +432,15 @@ async function main(): Promise<void> {
   await control.go.promise;
   const goAt = nowMs();
   const cpu0 = process.cpuUsage();
+  const progress = cfg.progressMs
+    ? setInterval(
+      () => say(`PROGRESS ${JSON.stringify({ t: nowMs(), count: work.count() })}`),
+      cfg.progressMs,
+    )
+    : undefined;
   await work.run();
   const doneAt = nowMs();
+  clearInterval(progress);
   const cpu = process.cpuUsage(cpu0);
   const result: LoadResult = {
     role: cfg.role,
@@ -402,6 +452,7 @@ async function main(): Promise<void> {
     cpuUserUs: cpu.user,
     cpuSystemUs: cpu.system,
     hist: work.hist.toPairs(),
+    noJobs: work.noJobs(),
   };
   say(`RESULT ${JSON.stringify(result)}`);
   // Stay connected until EXIT: the driver may read the server's RSS now.

@@ -9,13 +9,19 @@
 //
 //   deno task bench                      full run, both servers
 //   deno run -A bench/main.ts --quick --server ours     CI smoke (< 60 s)
+//   deno run -A bench/main.ts --scenarios durable-bgsubmit,durable-drain,durable-10m
 //
-// Flags: --quick, --scenarios a,b, --jobs N, --connections N,
+// The durable-* scenarios run the servers with a SQLite queue (ours:
+// --store sqlite:PATH; gearmand: -q libsqlite3) in a temp dir removed
+// afterwards.
+//
+// Flags: --quick, --scenarios a,b, --jobs N, --connections N, --durable-unique,
 // --server ours|gearmand|both, --procs N, --timeout SECONDS,
 // --json PATH, --write / --no-write, --out PATH, -h.
 
+import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
-import { Histogram, type LoadConfig, type LoadResult } from "./_shared.ts";
+import { Histogram, type LoadConfig, type LoadResult, nowMs, type Progress } from "./_shared.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const LOAD_SCRIPT = new URL("./load_process.ts", import.meta.url).pathname;
@@ -34,16 +40,39 @@ const SCENARIOS = [
   "drain1m",
   "drain10k",
   "connections",
+  "durable-bgsubmit",
+  "durable-drain",
+  "durable-10m",
 ] as const;
 type Scenario = typeof SCENARIOS[number];
-/** Scenarios in one group share one server process (drain1m drains what bgsubmit queued). */
-const GROUPS: Scenario[][] = [
-  ["roundtrip"],
-  ["pipelined"],
-  ["kib"],
-  ["bgsubmit", "drain1m"],
-  ["drain10k"],
-  ["connections"],
+/** Left out of --quick unless named with --scenarios. */
+const FULL_ONLY: readonly Scenario[] = ["durable-10m"];
+/**
+ * What is measured and reported as one row: a scenario, or the second half
+ * of durable-10m (its drain), which runs whenever durable-10m does.
+ */
+type Phase = Scenario | "durable-10m-drain";
+const PHASES: readonly Phase[] = [...SCENARIOS, "durable-10m-drain"];
+const DURABLE_10M_SKIP = "gearmand's libsqlite3 queue commits each job in a transaction " +
+  "of its own (~1k jobs/s on a 2-core box): 10M jobs would take hours";
+
+/** Phases in one group share one server process (drain1m drains what bgsubmit queued). */
+interface Group {
+  phases: Phase[];
+  /** Run the server with a SQLite queue in a fresh temp dir. */
+  store?: boolean;
+  /** When set, only ours runs; gearmand gets one SKIPPED row with this reason. */
+  oursOnly?: string;
+}
+const GROUPS: Group[] = [
+  { phases: ["roundtrip"] },
+  { phases: ["pipelined"] },
+  { phases: ["kib"] },
+  { phases: ["bgsubmit", "drain1m"] },
+  { phases: ["drain10k"] },
+  { phases: ["connections"] },
+  { phases: ["durable-bgsubmit", "durable-drain"], store: true },
+  { phases: ["durable-10m", "durable-10m-drain"], store: true, oursOnly: DURABLE_10M_SKIP },
 ];
 type ServerKind = "ours" | "gearmand";
 
@@ -52,10 +81,15 @@ const USAGE = `Usage: deno run -A bench/main.ts [options]
 Benchmarks our Gearman server against C++ gearmand with the same load.
 
 Options:
-  --quick               small sizes (CI smoke test, < 60 s)
+  --quick               small sizes (CI smoke test, < 60 s); leaves out ${FULL_ONLY.join(", ")}
   --scenarios a,b       run only these: ${SCENARIOS.join(", ")}
-  --jobs N              jobs per scenario (roundtrip, pipelined, kib, bgsubmit/drain1m)
+  --jobs N              jobs per scenario (roundtrip, pipelined, kib, bgsubmit/drain1m,
+                        durable-bgsubmit/durable-drain: ours, and gearmand up to its
+                        smaller default)
   --connections N       connections for the connections scenario
+  --durable-unique      durable scenarios: give every job of ours a unique id too
+                        (gearmand always gets them: its SQLite queue keys rows by unique
+                        id, so jobs without one overwrite each other on disk)
   --server WHICH        ours, gearmand or both (default both)
   --procs N             load processes per role (default 2)
   --timeout SECONDS     time limit per scenario (default: by scenario and size)
@@ -74,6 +108,14 @@ interface Sizes {
   bgsubmit: number;
   drain10k: number;
   connections: number;
+  /** durable-bgsubmit / durable-drain, ours. */
+  durable: number;
+  /** durable-bgsubmit / durable-drain, gearmand (its SQLite queue is slow). */
+  durableGearmand: number;
+  /** durable-10m: jobs queued, jobs then drained, --max-memory-jobs (undefined: default). */
+  durable10m: number;
+  durable10mDrain: number;
+  durable10mMemory: number | undefined;
 }
 
 const FULL: Sizes = {
@@ -83,6 +125,11 @@ const FULL: Sizes = {
   bgsubmit: 1_000_000,
   drain10k: 10_000,
   connections: 10_000,
+  durable: 1_000_000,
+  durableGearmand: 20_000,
+  durable10m: 10_000_000,
+  durable10mDrain: 1_000_000,
+  durable10mMemory: undefined,
 };
 const QUICK: Sizes = {
   roundtrip: 2_000,
@@ -91,9 +138,15 @@ const QUICK: Sizes = {
   bgsubmit: 50_000,
   drain10k: 10_000,
   connections: 1_000,
+  durable: 20_000,
+  durableGearmand: 1_000,
+  // Scaled down 100x, the memory limit with it, so paging still happens.
+  durable10m: 100_000,
+  durable10mDrain: 20_000,
+  durable10mMemory: 10_000,
 };
-/** Time limits per scenario, seconds, at the default sizes. */
-const FULL_TIMEOUT: Record<Scenario, number> = {
+/** Time limits per phase, seconds, at the default sizes. */
+const FULL_TIMEOUT: Record<Phase, number> = {
   roundtrip: 120,
   pipelined: 120,
   kib: 120,
@@ -101,8 +154,36 @@ const FULL_TIMEOUT: Record<Scenario, number> = {
   drain1m: 600,
   drain10k: 60,
   connections: 120,
+  // Includes an in-memory 1M reference submit when bgsubmit did not run.
+  "durable-bgsubmit": 300,
+  "durable-drain": 600,
+  "durable-10m": 1200,
+  "durable-10m-drain": 900,
 };
+/** gearmand's durable phases, at FULL.durableGearmand jobs (~30 s each expected). */
+const GEARMAND_DURABLE_TIMEOUT_S = 180;
 const QUICK_TIMEOUT_S = 12;
+/** Quick durable phases: SQLite and a second server start take longer. */
+const QUICK_DURABLE_TIMEOUT: Partial<Record<Phase, number>> = {
+  "durable-bgsubmit": 30,
+  "durable-drain": 30,
+  "durable-10m": 120,
+  "durable-10m-drain": 60,
+};
+/** The size a phase's time limit scales with. */
+const TIMEOUT_SIZE: Record<Phase, keyof Sizes> = {
+  roundtrip: "roundtrip",
+  pipelined: "pipelined",
+  kib: "kib",
+  bgsubmit: "bgsubmit",
+  drain1m: "bgsubmit",
+  drain10k: "drain10k",
+  connections: "connections",
+  "durable-bgsubmit": "durable",
+  "durable-drain": "durable",
+  "durable-10m": "durable10m",
+  "durable-10m-drain": "durable10mDrain",
+};
 
 interface Options {
   quick: boolean;
@@ -110,7 +191,11 @@ interface Options {
   sizes: Sizes;
   servers: ServerKind[];
   procs: number;
-  timeoutS: Record<Scenario, number>;
+  timeoutS: Record<Phase, number>;
+  /** gearmand's own limits where they differ (durable phases). */
+  gearmandTimeoutS: Partial<Record<Phase, number>>;
+  /** Durable phases: unique ids for ours too. */
+  durableUnique: boolean;
   json: string | undefined;
   write: boolean;
   out: string;
@@ -137,6 +222,7 @@ function parseOptions(args: string[]): Options | undefined {
       scenarios: { type: "string" },
       jobs: { type: "string" },
       connections: { type: "string" },
+      "durable-unique": { type: "boolean" },
       server: { type: "string" },
       procs: { type: "string" },
       timeout: { type: "string" },
@@ -152,7 +238,7 @@ function parseOptions(args: string[]): Options | undefined {
     return undefined;
   }
   const quick = values.quick ?? false;
-  let scenarios: Scenario[] = [...SCENARIOS];
+  let scenarios: Scenario[] = SCENARIOS.filter((s) => !quick || !FULL_ONLY.includes(s));
   if (values.scenarios !== undefined) {
     const names = values.scenarios.split(",").map((s) => s.trim()).filter((s) => s !== "");
     for (const n of names) {
@@ -170,7 +256,9 @@ function parseOptions(args: string[]): Options | undefined {
       sizes.pipelined =
       sizes.kib =
       sizes.bgsubmit =
+      sizes.durable =
         jobs;
+    sizes.durableGearmand = Math.min(jobs, defaults.durableGearmand);
   }
   const connections = positiveInt("connections", values.connections);
   if (connections !== undefined) sizes.connections = connections;
@@ -181,20 +269,29 @@ function parseOptions(args: string[]): Options | undefined {
   const servers: ServerKind[] = server === "both" ? ["ours", "gearmand"] : [server as ServerKind];
   const procs = positiveInt("procs", values.procs) ?? 2;
   const timeoutFlag = positiveInt("timeout", values.timeout);
-  const timeoutS = {} as Record<Scenario, number>;
-  for (const s of SCENARIOS) {
+  const timeoutS = {} as Record<Phase, number>;
+  const gearmandTimeoutS: Partial<Record<Phase, number>> = {};
+  const scaled = (full: number, scale: number) =>
+    Math.max(30, Math.ceil(full * Math.max(scale, quick ? 0.1 : 1)));
+  for (const s of PHASES) {
+    const key = TIMEOUT_SIZE[s];
     if (timeoutFlag !== undefined) timeoutS[s] = timeoutFlag;
     else if (quick && jobs === undefined && connections === undefined) {
-      timeoutS[s] = QUICK_TIMEOUT_S;
+      timeoutS[s] = QUICK_DURABLE_TIMEOUT[s] ?? QUICK_TIMEOUT_S;
     } else {
       // Scale the full-size limit with the size asked for (never below 30 s).
-      const key = s === "drain1m" ? "bgsubmit" : s;
-      const scale = sizes[key] / FULL[key];
-      timeoutS[s] = Math.max(30, Math.ceil(FULL_TIMEOUT[s] * Math.max(scale, quick ? 0.1 : 1)));
+      timeoutS[s] = scaled(FULL_TIMEOUT[s], (sizes[key] ?? 0) / (FULL[key] ?? 1));
     }
   }
+  for (const s of ["durable-bgsubmit", "durable-drain"] as const) {
+    gearmandTimeoutS[s] = timeoutFlag ??
+      (quick && jobs === undefined
+        ? QUICK_DURABLE_TIMEOUT[s]!
+        : scaled(GEARMAND_DURABLE_TIMEOUT_S, sizes.durableGearmand / FULL.durableGearmand));
+  }
   const fullDefault = !quick && jobs === undefined && connections === undefined &&
-    values.scenarios === undefined && server === "both" && values.procs === undefined;
+    values.scenarios === undefined && server === "both" && values.procs === undefined &&
+    !values["durable-unique"];
   const write = values["no-write"] ? false : (values.write ?? fullDefault);
   return {
     quick,
@@ -203,6 +300,8 @@ function parseOptions(args: string[]): Options | undefined {
     servers,
     procs,
     timeoutS,
+    gearmandTimeoutS,
+    durableUnique: values["durable-unique"] ?? false,
     json: values.json,
     write,
     out: values.out ?? `${ROOT}docs/BENCHMARKS.md`,
@@ -242,6 +341,8 @@ class Proc {
   readonly pid: number;
   status: Deno.CommandStatus | undefined;
   readonly exited: Promise<Deno.CommandStatus>;
+  /** `PROGRESS` samples printed so far (kept apart from the other lines). */
+  readonly progress: Progress[] = [];
   #lines: string[] = [];
   #wake: (() => void) | undefined;
   #eof = false;
@@ -277,8 +378,13 @@ class Proc {
         buf += chunk;
         let nl;
         while ((nl = buf.indexOf("\n")) >= 0) {
-          this.#lines.push(buf.slice(0, nl));
+          const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
+          if (line.startsWith("PROGRESS ")) {
+            try {
+              this.progress.push(JSON.parse(line.slice(9)) as Progress);
+            } catch { /* a torn line: skip it */ }
+          } else this.#lines.push(line);
         }
         this.#wake?.();
       }
@@ -358,13 +464,53 @@ class Proc {
   }
 }
 
-function rssBytes(pid: number): number | undefined {
+function statusBytes(pid: number, field: string): number | undefined {
   try {
-    const m = /VmRSS:\s+(\d+)\s+kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    const m = new RegExp(`${field}:\\s+(\\d+)\\s+kB`).exec(
+      Deno.readTextFileSync(`/proc/${pid}/status`),
+    );
     return m ? Number(m[1]) * 1024 : undefined;
   } catch {
     return undefined;
   }
+}
+
+function rssBytes(pid: number): number | undefined {
+  return statusBytes(pid, "VmRSS");
+}
+
+/** Peak RSS since the process started. */
+function peakRssBytes(pid: number): number | undefined {
+  return statusBytes(pid, "VmHWM");
+}
+
+/**
+ * Rows in gearmand's queue table, read while it is idle (undefined when unreadable). Ours
+ * keeps its file locked, so only gearmand's is read.
+ */
+function dbRows(h: ServerHandle): number | undefined {
+  if (h.kind !== "gearmand" || !h.db) return undefined;
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(h.db, { readOnly: true });
+    const row = db.prepare("SELECT count(*) AS n FROM gearman_queue").get() as { n: number };
+    return Number(row.n);
+  } catch {
+    return undefined;
+  } finally {
+    db?.close();
+  }
+}
+
+/** Bytes of a SQLite database with its -wal, -shm and -journal files (undefined when none). */
+function dbBytes(path: string): number | undefined {
+  let total: number | undefined;
+  for (const f of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
+    try {
+      total = (total ?? 0) + Deno.statSync(f).size;
+    } catch { /* absent */ }
+  }
+  return total;
 }
 
 /** utime + stime of a whole process (all threads), seconds. */
@@ -393,6 +539,33 @@ interface ServerHandle {
   kind: ServerKind;
   proc: Proc;
   port: number;
+  /** With a store: the temp dir holding it (removed by stopServer) and the database. */
+  dir?: string;
+  db?: string;
+}
+
+interface ServerOptions {
+  /** Run with a SQLite queue in a fresh temp dir. */
+  store?: boolean;
+  /** Ours: --max-memory-jobs (default: the server's own). */
+  maxMemoryJobs?: number | undefined;
+}
+
+/** Temp dirs of running servers, removed on exit even when interrupted. */
+const tempDirs = new Set<string>();
+
+function removeDir(dir: string): void {
+  try {
+    Deno.removeSync(dir, { recursive: true });
+  } catch { /* already gone */ }
+  tempDirs.delete(dir);
+}
+
+/** Kill a server and remove its temp dir. */
+async function stopServer(h: ServerHandle | undefined): Promise<void> {
+  if (!h) return;
+  await h.proc.kill();
+  if (h.dir) removeDir(h.dir);
 }
 
 function gearmandInstalled(): boolean {
@@ -403,8 +576,35 @@ function gearmandInstalled(): boolean {
   }
 }
 
-async function startServer(kind: ServerKind, dl: Deadline): Promise<ServerHandle> {
+let sqliteQueue: Promise<boolean> | undefined;
+
+/** Whether this gearmand was built with its libsqlite3 queue (it lists the options in --help). */
+function gearmandHasSqlite(): Promise<boolean> {
+  sqliteQueue ??= new Deno.Command(GEARMAND, { args: ["--help"], stdout: "piped", stderr: "piped" })
+    .output()
+    .then((o) => new TextDecoder().decode(o.stdout).includes("--libsqlite3-db"), () => false);
+  return sqliteQueue;
+}
+
+async function startServer(
+  kind: ServerKind,
+  dl: Deadline,
+  so: ServerOptions = {},
+): Promise<ServerHandle> {
   const port = freePort();
+  let dir: string | undefined;
+  let db: string | undefined;
+  if (so.store) {
+    dir = Deno.makeTempDirSync({ prefix: "gearman-bench-" });
+    tempDirs.add(dir);
+    db = `${dir}/jobs.db`;
+  }
+  const storeArgs = !db ? [] : kind === "ours"
+    ? [
+      `--store=sqlite:${db}`,
+      ...(so.maxMemoryJobs !== undefined ? [`--max-memory-jobs=${so.maxMemoryJobs}`] : []),
+    ]
+    : ["-q", "libsqlite3", `--libsqlite3-db=${db}`];
   const argv = kind === "ours"
     ? [
       Deno.execPath(),
@@ -419,12 +619,25 @@ async function startServer(kind: ServerKind, dl: Deadline): Promise<ServerHandle
       String(port),
       "--log-level",
       "error",
+      ...storeArgs,
     ]
-    : [GEARMAND, `--listen=${HOST}`, `--port=${port}`, "-t", "4", "-b", "4096", "--log-file=none"];
+    : [
+      GEARMAND,
+      `--listen=${HOST}`,
+      `--port=${port}`,
+      "-t",
+      "4",
+      "-b",
+      "4096",
+      "--log-file=none",
+      ...storeArgs,
+    ];
   const proc = new Proc(kind === "ours" ? "our server" : "gearmand", argv);
+  const handle: ServerHandle = { kind, proc, port, ...(dir && db ? { dir, db } : {}) };
   // Ready when it accepts a connection.
   while (true) {
     if (!proc.running) {
+      await stopServer(handle);
       throw new Error(`${proc.name} exited at startup: ${proc.stderr || "(no output)"}`);
     }
     try {
@@ -433,13 +646,13 @@ async function startServer(kind: ServerKind, dl: Deadline): Promise<ServerHandle
       break;
     } catch (err) {
       if (err instanceof TimeoutError) {
-        await proc.kill();
+        await stopServer(handle);
         throw err;
       }
       await sleep(50);
     }
   }
-  return { kind, proc, port };
+  return handle;
 }
 
 // ---------------------------------------------------------------- load processes
@@ -451,8 +664,14 @@ interface Ctx {
   dl: Deadline;
   /** Every load process started, stopped when the scenario ends. */
   loads: Proc[];
-  /** Background jobs of `bench_bg` left queued by bgsubmit. */
+  /** Background jobs left queued by bgsubmit / durable-bgsubmit / durable-10m on this server. */
   queued: number;
+  /** Rows so far in this run (durable phases compare with in-memory ones). */
+  rows: Row[];
+  /** Our in-memory bgsubmit, measured by a durable phase when bgsubmit did not run. */
+  reference: { value?: Baseline };
+  /** Durable phases: unique ids for ours too (gearmand always). */
+  durableUnique: boolean;
 }
 
 type NoBase<T> = T extends unknown ? Omit<T, "host" | "port" | "maxMs"> : never;
@@ -486,14 +705,23 @@ async function collect(ctx: Ctx, procs: Proc[]): Promise<LoadResult[]> {
   return lines.map((l) => JSON.parse(l) as LoadResult);
 }
 
-/** Worker configs: `n` connections over the load processes. */
+/** Worker configs: `n` connections over the load processes (a drain: `limit` jobs in all). */
 function workerCfgs(
   ctx: Ctx,
   fn: string,
   n: number,
   mode: "serve" | "drain",
+  limit?: number,
 ): NoBase<LoadConfig>[] {
-  return split(n, ctx.procs).map((connections) => ({ role: "worker", fn, mode, connections }));
+  const conns = split(n, ctx.procs);
+  const limits = limit === undefined ? undefined : split(limit, conns.length);
+  return conns.map((connections, i) => ({
+    role: "worker",
+    fn,
+    mode,
+    connections,
+    ...(limits ? { limit: limits[i] ?? 0 } : {}),
+  }));
 }
 
 /** Client configs: `n` connections and `jobs` jobs over the load processes. */
@@ -505,22 +733,44 @@ function submitCfgs(
   inflight: number,
   payload: number,
   background: boolean,
+  unique = false,
 ): NoBase<LoadConfig>[] {
   const conns = split(n, ctx.procs);
   let left = jobs;
   return conns.map((connections, i) => {
     const share = i === conns.length - 1 ? left : Math.round(jobs * connections / n);
     left -= share;
-    return { role: "submit", fn, background, jobs: share, inflight, payload, connections };
+    return {
+      role: "submit",
+      fn,
+      background,
+      jobs: share,
+      inflight,
+      payload,
+      connections,
+      ...(unique ? { uniquePrefix: `p${i}c` } : {}),
+    };
   });
 }
 
 // ---------------------------------------------------------------- results
 
+/** An in-memory run a durable phase is compared with. */
+interface Baseline {
+  /** Where it comes from, for the notes. */
+  source: string;
+  count: number;
+  rate: number;
+  p50Us?: number;
+  p99Us?: number;
+  rssBytes?: number;
+  bytesPerJob?: number;
+}
+
 interface Row {
-  scenario: Scenario;
+  scenario: Phase;
   server: ServerKind;
-  status: "ok" | "timeout" | "error";
+  status: "ok" | "timeout" | "error" | "skipped";
   message?: string;
   count?: number;
   seconds?: number;
@@ -538,6 +788,14 @@ interface Row {
   /** The whole machine's CPU over the window, percent of all cores. */
   boxCpuPct?: number;
   note?: string;
+  /** Durable phases: the in-memory run of ours to compare with. */
+  baseline?: Baseline;
+  /** Peak server RSS (VmHWM) at the end. */
+  peakRssBytes?: number;
+  /** Size of the SQLite files at the end. */
+  dbBytes?: number;
+  /** Samples over the run: [seconds since GO, jobs done, server RSS bytes]. */
+  timeline?: [number, number, number][];
 }
 
 type Measured = Omit<Row, "scenario" | "server" | "status">;
@@ -636,11 +894,153 @@ async function foreground(
   };
 }
 
-/** Queue `jobs` background jobs: 4 clients x 64 in flight. */
-async function submitBackground(ctx: Ctx, fn: string, jobs: number): Promise<Measured> {
-  const cl = await spawnLoads(ctx, submitCfgs(ctx, fn, 4, jobs, 64, 64, true));
+/** Progress and RSS sampling for the durable phases: rates over time, peak RSS, db size. */
+const TRACK_MS = 1000;
+/** Window for the slowest-rate figure, ms. */
+const WINDOW_MS = 5000;
+
+/** Samples the server's RSS every TRACK_MS until the returned function is called. */
+function rssSampler(ctx: Ctx): () => [number, number][] {
+  const pid = ctx.server.proc.pid;
+  const samples: [number, number][] = [];
+  const take = () => {
+    const r = rssBytes(pid);
+    if (r !== undefined) samples.push([nowMs(), r]);
+  };
+  take();
+  const timer = setInterval(take, TRACK_MS);
+  return () => {
+    clearInterval(timer);
+    take();
+    return samples;
+  };
+}
+
+/** Each load process's count over time: [GO, 0], its PROGRESS samples, [done, count]. */
+function seriesOf(procs: Proc[], results: LoadResult[]): Progress[][] {
+  return procs.map((p, i) => {
+    const r = results[i]!;
+    return [
+      { t: r.goAt, count: 0 },
+      ...p.progress.filter((x) => x.t > r.goAt && x.t < r.doneAt),
+      { t: r.doneAt, count: r.count },
+    ];
+  });
+}
+
+/** Jobs done by all load processes at wall-clock time `t`, interpolated. */
+function countAt(series: Progress[][], t: number): number {
+  let sum = 0;
+  for (const s of series) {
+    const last = s[s.length - 1]!;
+    if (t >= last.t) {
+      sum += last.count;
+      continue;
+    }
+    let i = 0;
+    while (i + 1 < s.length && s[i + 1]!.t <= t) i++;
+    const a = s[i]!;
+    const b = s[i + 1];
+    if (t <= a.t || !b) sum += t < a.t ? 0 : a.count;
+    else sum += a.count + (b.count - a.count) * (t - a.t) / (b.t - a.t);
+  }
+  return sum;
+}
+
+/** The first time at which `count` jobs were done (bisection; counts only grow). */
+function timeAt(series: Progress[][], count: number, t0: number, t1: number): number {
+  let lo = t0;
+  let hi = t1;
+  for (let i = 0; i < 40 && hi - lo > 1; i++) {
+    const mid = (lo + hi) / 2;
+    if (countAt(series, mid) >= count) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+interface Profile {
+  firstTenth: number;
+  lastTenth: number;
+  /** Slowest and fastest WINDOW_MS window (undefined when the run is shorter than two). */
+  slowest: number | undefined;
+  fastest: number | undefined;
+}
+
+/** Rates over the run: the first and last 10% of the jobs, the slowest and fastest window. */
+function profile(series: Progress[][], total: number, t0: number, t1: number): Profile {
+  const tenth = total / 10;
+  const a = timeAt(series, tenth, t0, t1);
+  const b = timeAt(series, total - tenth, t0, t1);
+  let slowest: number | undefined;
+  let fastest: number | undefined;
+  if (t1 - t0 >= 2 * WINDOW_MS) {
+    for (let t = t0; t + WINDOW_MS <= t1; t += WINDOW_MS) {
+      const r = (countAt(series, t + WINDOW_MS) - countAt(series, t)) / (WINDOW_MS / 1000);
+      slowest = Math.min(slowest ?? r, r);
+      fastest = Math.max(fastest ?? r, r);
+    }
+  }
+  return {
+    firstTenth: tenth / Math.max(1e-3, (a - t0) / 1000),
+    lastTenth: tenth / Math.max(1e-3, (t1 - b) / 1000),
+    slowest,
+    fastest,
+  };
+}
+
+function fmtProfile(p: Profile): string {
+  return `first 10% ${nf.format(p.firstTenth)}/s, last 10% ${nf.format(p.lastTenth)}/s` +
+    (p.slowest !== undefined && p.fastest !== undefined
+      ? `, ${WINDOW_MS / 1000} s windows ${nf.format(p.slowest)}-${nf.format(p.fastest)}/s`
+      : "");
+}
+
+/** Timeline, peak RSS, db size and a profile note for a tracked phase. */
+function tracked(
+  ctx: Ctx,
+  procs: Proc[],
+  results: LoadResult[],
+  rss: [number, number][],
+  total: number,
+  t0: number,
+  t1: number,
+): { extra: Measured; note: string } {
+  const series = seriesOf(procs, results);
+  const extra: Measured = {
+    timeline: rss.map(([t, r]) => [
+      Math.round((t - t0) / 100) / 10,
+      Math.round(countAt(series, t)),
+      r,
+    ]),
+  };
+  const peak = peakRssBytes(ctx.server.proc.pid);
+  if (peak !== undefined) extra.peakRssBytes = peak;
+  const db = ctx.server.db ? dbBytes(ctx.server.db) : undefined;
+  if (db !== undefined) extra.dbBytes = db;
+  const notes: string[] = [];
+  if (peak !== undefined) notes.push(`peak RSS ${fmtMiB(peak)}`);
+  if (db !== undefined) notes.push(`db ${fmtSize(db)}`);
+  notes.push(fmtProfile(profile(series, total, t0, t1)));
+  return { extra, note: notes.join(", ") };
+}
+
+/**
+ * Queue `jobs` background jobs: 4 clients x 64 in flight. `track`: progress and RSS over
+ * time; `unique`: every job gets a unique id (else empty).
+ */
+async function submitBackground(
+  ctx: Ctx,
+  fn: string,
+  jobs: number,
+  { track = false, unique = false }: { track?: boolean; unique?: boolean } = {},
+): Promise<Measured> {
+  const cfgs = submitCfgs(ctx, fn, 4, jobs, 64, 64, true, unique)
+    .map((c) => track ? { ...c, progressMs: TRACK_MS } : c);
+  const cl = await spawnLoads(ctx, cfgs);
   const rss0 = rssBytes(ctx.server.proc.pid);
   const srv = serverMeter(ctx);
+  const sampler = track ? rssSampler(ctx) : undefined;
   for (const p of cl) p.send("GO");
   const cres = await collect(ctx, cl);
   const cpu = srv();
@@ -648,6 +1048,7 @@ async function submitBackground(ctx: Ctx, fn: string, jobs: number): Promise<Mea
   assertCount("jobs queued", count, jobs);
   await sleep(300);
   const rss1 = rssBytes(ctx.server.proc.pid);
+  const rssSamples = sampler?.();
   for (const p of cl) await p.stop();
   const t0 = Math.min(...cres.map((r) => r.goAt));
   const t1 = Math.max(...cres.map((r) => r.doneAt));
@@ -661,24 +1062,45 @@ async function submitBackground(ctx: Ctx, fn: string, jobs: number): Promise<Mea
   };
   if (rss1 !== undefined) out.rssBytes = rss1;
   if (rss0 !== undefined && rss1 !== undefined) out.bytesPerJob = (rss1 - rss0) / count;
-  out.note = `${fmtCount(count)} queued` +
+  out.note = `${fmtCount(count)} queued` + (unique ? " with unique ids" : "") +
     (out.bytesPerJob !== undefined ? `, ${Math.round(out.bytesPerJob)} B/job` : "");
+  const rows = ctx.server.db ? dbRows(ctx.server) : undefined;
+  if (rows !== undefined) {
+    out.note += `, ${nf.format(rows)} rows on disk${rows < count ? " (fewer than queued!)" : ""}`;
+  }
+  if (rssSamples) {
+    const t = tracked(ctx, cl, cres, rssSamples, count, t0, t1);
+    Object.assign(out, t.extra);
+    out.note += `, ${t.note}`;
+  }
   return out;
 }
 
-/** 4 workers drain `expected` queued jobs of `fn`; rate to the last completion. */
-async function drain(ctx: Ctx, fn: string, expected: number): Promise<Measured> {
-  const wk = await spawnLoads(ctx, workerCfgs(ctx, fn, 4, "drain"));
+/**
+ * 4 workers drain `expected` queued jobs of `fn`; rate to the last completion.
+ * `limit`: stop after `expected` jobs with more still queued. `track`: progress and RSS over time.
+ */
+async function drain(
+  ctx: Ctx,
+  fn: string,
+  expected: number,
+  { limit = false, track = false }: { limit?: boolean; track?: boolean } = {},
+): Promise<Measured> {
+  const cfgs = workerCfgs(ctx, fn, 4, "drain", limit ? expected : undefined)
+    .map((c) => track ? { ...c, progressMs: TRACK_MS } : c);
+  const wk = await spawnLoads(ctx, cfgs);
   const srv = serverMeter(ctx);
+  const sampler = track ? rssSampler(ctx) : undefined;
   for (const p of wk) p.send("GO");
   const wres = await collect(ctx, wk);
   const cpu = srv();
   const rss = rssBytes(ctx.server.proc.pid);
+  const rssSamples = sampler?.();
   const count = wres.reduce((a, r) => a + r.count, 0);
   assertCount("jobs drained", count, expected);
   const t0 = Math.min(...wres.map((r) => r.goAt));
   const t1 = Math.max(...wres.map((r) => r.lastAt));
-  return {
+  const out: Measured = {
     count,
     seconds: (t1 - t0) / 1000,
     rate: count / ((t1 - t0) / 1000),
@@ -687,6 +1109,15 @@ async function drain(ctx: Ctx, fn: string, expected: number): Promise<Measured> 
     ...cpu,
     note: `${fmtCount(count)} drained`,
   };
+  // A limited drain ends with jobs still queued, so every NO_JOB is worth a mention.
+  const noJobs = wres.reduce((a, r) => a + (r.noJobs ?? 0), 0);
+  if (limit && noJobs > 0) out.note += `, ${nf.format(noJobs)} NO_JOB with jobs queued`;
+  if (rssSamples) {
+    const t = tracked(ctx, wk, wres, rssSamples, count, t0, t1);
+    Object.assign(out, t.extra);
+    out.note += `, ${t.note}`;
+  }
+  return out;
 }
 
 async function connections(ctx: Ctx, n: number): Promise<Measured> {
@@ -723,8 +1154,69 @@ async function connections(ctx: Ctx, n: number): Promise<Measured> {
   };
 }
 
-async function runScenario(ctx: Ctx, s: Scenario): Promise<Measured> {
+function baselineOf(m: Measured, source: string): Baseline | undefined {
+  if (m.rate === undefined || m.count === undefined) return undefined;
+  const b: Baseline = { source, count: m.count, rate: m.rate };
+  if (m.p50Us !== undefined) b.p50Us = m.p50Us;
+  if (m.p99Us !== undefined) b.p99Us = m.p99Us;
+  if (m.rssBytes !== undefined) b.rssBytes = m.rssBytes;
+  if (m.bytesPerJob !== undefined) b.bytesPerJob = m.bytesPerJob;
+  return b;
+}
+
+/** Our ok row of `phase` in this run, as a baseline. */
+function rowBaseline(ctx: Ctx, phase: Phase): Baseline | undefined {
+  const row = ctx.rows.find((r) =>
+    r.scenario === phase && r.server === "ours" && r.status === "ok"
+  );
+  return row ? baselineOf(row, `${phase}, ${fmtCount(row.count ?? 0)}`) : undefined;
+}
+
+/**
+ * Our in-memory background submit rate in this run: the bgsubmit row, else
+ * measured now (same load, bgsubmit's size) on a second, in-memory server.
+ */
+async function inMemoryBaseline(ctx: Ctx): Promise<Baseline | undefined> {
+  const row = rowBaseline(ctx, "bgsubmit");
+  if (row) return row;
+  if (ctx.reference.value) return ctx.reference.value;
+  const durable = ctx.server;
+  const mem = await startServer("ours", ctx.dl);
+  try {
+    ctx.server = mem;
+    const m = await submitBackground(ctx, "bench_ref", ctx.sizes.bgsubmit);
+    const b = baselineOf(m, `bgsubmit, ${fmtCount(ctx.sizes.bgsubmit)}, measured alongside`);
+    if (b) ctx.reference.value = b;
+    console.log(
+      `  (in-memory reference for the durable phases: ${nf.format(m.rate ?? 0)} jobs/s, ${
+        fmtCount(ctx.sizes.bgsubmit)
+      } jobs)`,
+    );
+  } finally {
+    ctx.server = durable;
+    await stopServer(mem);
+  }
+  return ctx.reference.value;
+}
+
+function withBaseline(m: Measured, b: Baseline | undefined): Measured {
+  if (!b || m.rate === undefined) return m;
+  return {
+    ...m,
+    baseline: b,
+    note: `${m.note ?? ""}; ${(m.rate / b.rate).toFixed(2)}x in-memory (${
+      nf.format(b.rate)
+    } jobs/s, ${b.source})`,
+  };
+}
+
+async function runScenario(ctx: Ctx, s: Phase): Promise<Measured> {
   const z = ctx.sizes;
+  const ours = ctx.server.kind === "ours";
+  const durableJobs = ours ? z.durable : z.durableGearmand;
+  // gearmand's SQLite queue keys rows by (unique id, function): jobs without a unique id
+  // overwrite each other there, so it gets one per job (as libgearman clients send).
+  const unique = !ours || ctx.durableUnique;
   switch (s) {
     case "roundtrip":
       return await foreground(ctx, "bench_rt", 1, 1, 1, 64, z.roundtrip);
@@ -751,6 +1243,38 @@ async function runScenario(ctx: Ctx, s: Scenario): Promise<Measured> {
       return await drain(ctx, "bench_d10k", z.drain10k);
     case "connections":
       return await connections(ctx, z.connections);
+    case "durable-bgsubmit": {
+      ctx.queued = 0;
+      const base = ours ? await inMemoryBaseline(ctx) : undefined;
+      const m = await submitBackground(ctx, "bench_durable", durableJobs, { track: true, unique });
+      ctx.queued = durableJobs;
+      return withBaseline(m, base);
+    }
+    case "durable-drain": {
+      if (ctx.queued !== durableJobs) {
+        // durable-bgsubmit did not run (or failed) on this server: queue them untimed.
+        await submitBackground(ctx, "bench_durable", durableJobs, { unique });
+      }
+      ctx.queued = 0;
+      const m = await drain(ctx, "bench_durable", durableJobs, { track: true });
+      return withBaseline(m, ours ? rowBaseline(ctx, "drain1m") : undefined);
+    }
+    case "durable-10m": {
+      ctx.queued = 0;
+      const base = await inMemoryBaseline(ctx);
+      const m = await submitBackground(ctx, "bench_10m", z.durable10m, { track: true, unique });
+      ctx.queued = z.durable10m;
+      return withBaseline(m, base);
+    }
+    case "durable-10m-drain": {
+      if (ctx.queued !== z.durable10m) throw new Error("durable-10m did not leave its queue");
+      const m = await drain(ctx, "bench_10m", z.durable10mDrain, { limit: true, track: true });
+      ctx.queued -= z.durable10mDrain;
+      m.note = `${fmtCount(z.durable10mDrain)} of ${fmtCount(z.durable10m)} drained${
+        (m.note ?? "").replace(/^[^,]*/, "")
+      }`;
+      return withBaseline(m, rowBaseline(ctx, "drain1m"));
+    }
   }
 }
 
@@ -773,6 +1297,13 @@ function fmtUs(us: number | undefined): string {
 
 function fmtMiB(b: number | undefined): string {
   return b === undefined ? "" : `${(b / 1048576).toFixed(1)} MiB`;
+}
+
+/** A file size: KiB below 1 MiB, GiB from 1 GiB. */
+function fmtSize(b: number): string {
+  if (b < 1048576) return fmtKiB(b);
+  if (b >= 1073741824) return `${(b / 1073741824).toFixed(2)} GiB`;
+  return fmtMiB(b);
 }
 
 function fmtKiB(b: number): string {
@@ -855,14 +1386,38 @@ function ratioCells(a: Row, b: Row): string[] {
   ];
 }
 
+/** Ours durable against ours in memory (the row's baseline). */
+function baselineCells(r: Row, b: Baseline): string[] {
+  const sameCount = r.count === b.count;
+  return [
+    r.scenario,
+    "durable/in-memory",
+    ratio(r.rate, b.rate),
+    ratio(r.p50Us, b.p50Us),
+    ratio(r.p99Us, b.p99Us),
+    sameCount ? ratio(r.rssBytes, b.rssBytes) : "",
+    `vs ours ${b.source}` +
+    (sameCount && r.bytesPerJob !== undefined && b.bytesPerJob !== undefined && b.bytesPerJob > 0
+      ? `; ${ratio(r.bytesPerJob, b.bytesPerJob)} B/job`
+      : ""),
+    "",
+    "",
+    "",
+  ];
+}
+
 function markdownTable(rows: Row[], servers: ServerKind[]): string {
   const lines: string[][] = [HEADER];
-  for (const s of SCENARIOS) {
+  for (const s of PHASES) {
     const rs = rows.filter((r) => r.scenario === s);
     for (const r of rs) lines.push(rowCells(r));
     const ours = rs.find((r) => r.server === "ours");
     const theirs = rs.find((r) => r.server === "gearmand");
-    if (servers.length === 2 && ours && theirs) lines.push(ratioCells(ours, theirs));
+    if (ours?.status === "ok" && ours.baseline) lines.push(baselineCells(ours, ours.baseline));
+    if (
+      servers.length === 2 && ours && theirs && ours.status !== "skipped" &&
+      theirs.status !== "skipped"
+    ) lines.push(ratioCells(ours, theirs));
   }
   const widths = HEADER.map((_, i) => Math.max(...lines.map((l) => [...l[i]!].length)));
   const fmt = (l: string[]) =>
@@ -1005,7 +1560,9 @@ const DOC_METHOD = `
   \`/usr/sbin/gearmand --listen=127.0.0.1 --port=P -t 4 -b 4096 --log-file=none\` (skipped with
   a notice when not installed). Both are run through \`bash -c 'ulimit -n 65536 ...; exec ...'\`
   (falling back to the hard limit), so the fd limit is raised and the PID is the server's own.
-  A fresh server is started for each scenario, except that drain1m drains what bgsubmit left.
+  A fresh server is started for each scenario, except that drain1m drains what bgsubmit left
+  (and durable-drain what durable-bgsubmit left, durable-10m-drain what durable-10m left).
+  The durable scenarios add the store flags; the temp dir is removed when the server stops.
 - The load comes from \`bench/load_process.ts\` processes (\`--procs\`, default 2 per role), each
   given a JSON config. They speak the raw protocol with the project's \`PacketFramer\` and
   \`PacketWriter\` (no client library), keep several jobs in flight per connection, coalesce
@@ -1042,9 +1599,12 @@ const DOC_METHOD = `
 | drain1m | 4 workers drain the queue bgsubmit left |
 | drain10k | 10k background jobs queued, then 4 workers drain them |
 | connections | 10,000 connections (quick: 1,000), 64 connecting at a time per load process, each ECHO_REQ / ECHO_RES, all kept open |
+| durable-bgsubmit | bgsubmit against a SQLite queue in a temp dir (ours: \`--store sqlite:PATH\`, 1M jobs, quick 20k; gearmand: \`-q libsqlite3 --libsqlite3-db=PATH\`, 20k jobs, quick 1k, as it commits each job on its own, each with a unique id, as its queue keys rows by it); ours is also compared with its in-memory bgsubmit of the same run (measured alongside when bgsubmit is not run) |
+| durable-drain | 4 workers drain what durable-bgsubmit left |
+| durable-10m | full run only (or named in \`--scenarios\`), ours only: 10M 64 B background jobs into a store with the default \`--max-memory-jobs\` (1M; the rest wait on disk), RSS at 10M queued; then durable-10m-drain: 4 workers drain the first 1M (quick: 100k jobs, \`--max-memory-jobs 10000\`, 20k drained) |
 
 Flags: \`--quick\` (small sizes, CI smoke, < 60 s), \`--scenarios a,b\`, \`--jobs N\`,
-\`--connections N\`, \`--server ours|gearmand|both\`, \`--procs N\`, \`--timeout S\`,
+\`--connections N\`, \`--durable-unique\`, \`--server ours|gearmand|both\`, \`--procs N\`, \`--timeout S\`,
 \`--json PATH\`, \`--write\`/\`--no-write\` (docs/BENCHMARKS.md is written by default only by a
 full default run), \`--out PATH\`.
 `;
@@ -1092,10 +1652,47 @@ async function main(): Promise<number> {
   );
 
   const rows: Row[] = [];
+  const reference: Ctx["reference"] = {};
+  const report = (row: Row, secs: string) => {
+    rows.push(row);
+    console.log(
+      `  ${row.scenario.padEnd(17)} ${row.server.padEnd(8)} ${
+        row.status === "ok"
+          ? `${nf.format(row.rate ?? 0)} jobs/s  p50 ${fmtUs(row.p50Us) || "-"}  p99 ${
+            fmtUs(row.p99Us) || "-"
+          }  RSS ${fmtMiB(row.rssBytes)}  ${row.note ?? ""}`
+          : `${row.status.toUpperCase()}: ${row.message}`
+      }  [${secs} s]`,
+    );
+  };
   for (const group of GROUPS) {
-    const chosen = group.filter((s) => opts.scenarios.includes(s));
+    const chosen = group.phases.filter((s) =>
+      opts.scenarios.includes(s as Scenario) ||
+      (s === "durable-10m-drain" && opts.scenarios.includes("durable-10m"))
+    );
     if (chosen.length === 0) continue;
     for (const kind of servers) {
+      if (kind === "gearmand" && group.oursOnly) {
+        report({
+          scenario: chosen[0]!,
+          server: kind,
+          status: "skipped",
+          message: gearmandSkipReason(group.oursOnly, rows),
+        }, "0.0");
+        continue;
+      }
+      if (kind === "gearmand" && group.store && !(await gearmandHasSqlite())) {
+        for (const s of chosen) {
+          report({
+            scenario: s,
+            server: kind,
+            status: "skipped",
+            message: `${GEARMAND} was built without its libsqlite3 queue (no --libsqlite3-db ` +
+              `in --help)`,
+          }, "0.0");
+        }
+        continue;
+      }
       const ctx: Ctx = {
         server: undefined as unknown as ServerHandle,
         sizes: opts.sizes,
@@ -1103,17 +1700,38 @@ async function main(): Promise<number> {
         dl: new Deadline(1),
         loads: [],
         queued: 0,
+        rows,
+        reference,
+        durableUnique: opts.durableUnique,
+      };
+      const serverOpts: ServerOptions = {
+        store: group.store ?? false,
+        maxMemoryJobs: group.phases.includes("durable-10m")
+          ? opts.sizes.durable10mMemory
+          : undefined,
       };
       let server: ServerHandle | undefined;
       try {
         for (const s of chosen) {
-          const dl = new Deadline(opts.timeoutS[s]);
+          if (s === "durable-10m-drain" && (!server || ctx.queued !== opts.sizes.durable10m)) {
+            report({
+              scenario: s,
+              server: kind,
+              status: "skipped",
+              message: "durable-10m did not complete, so there is no 10M queue to drain",
+            }, "0.0");
+            continue;
+          }
+          const dl = new Deadline(
+            (kind === "gearmand" ? opts.gearmandTimeoutS[s] : undefined) ?? opts.timeoutS[s],
+          );
           ctx.dl = dl;
           const t0 = performance.now();
           let row: Row;
           try {
             if (!server || !server.proc.running) {
-              server = await startServer(kind, dl);
+              await stopServer(server);
+              server = await startServer(kind, dl, serverOpts);
               ctx.queued = 0;
             }
             ctx.server = server;
@@ -1133,26 +1751,17 @@ async function main(): Promise<number> {
             const rss = server ? rssBytes(server.proc.pid) : undefined;
             if (rss !== undefined) row.rssBytes = rss;
             // Whatever the scenario left behind, the next one gets a fresh server.
-            await server?.proc.kill();
+            await stopServer(server);
             server = undefined;
+            ctx.queued = 0;
           } finally {
             await Promise.all(ctx.loads.map((p) => p.stop()));
             ctx.loads = [];
           }
-          rows.push(row);
-          const secs = ((performance.now() - t0) / 1000).toFixed(1);
-          console.log(
-            `  ${s.padEnd(11)} ${kind.padEnd(8)} ${
-              row.status === "ok"
-                ? `${nf.format(row.rate ?? 0)} jobs/s  p50 ${fmtUs(row.p50Us) || "-"}  p99 ${
-                  fmtUs(row.p99Us) || "-"
-                }  RSS ${fmtMiB(row.rssBytes)}  ${row.note ?? ""}`
-                : `${row.status.toUpperCase()}: ${row.message}`
-            }  [${secs} s]`,
-          );
+          report(row, ((performance.now() - t0) / 1000).toFixed(1));
         }
       } finally {
-        await server?.proc.kill();
+        await stopServer(server);
       }
     }
   }
@@ -1174,7 +1783,18 @@ async function main(): Promise<number> {
   } else {
     console.log("(docs/BENCHMARKS.md not written: pass --write to write it)");
   }
-  return rows.every((r) => r.status === "ok") ? 0 : 1;
+  return rows.every((r) => r.status === "ok" || r.status === "skipped") ? 0 : 1;
+}
+
+/** Why gearmand skips an ours-only group, with the time it would take at its measured rate. */
+function gearmandSkipReason(reason: string, rows: Row[]): string {
+  const measured = rows.find((r) =>
+    r.scenario === "durable-bgsubmit" && r.server === "gearmand" && r.status === "ok"
+  );
+  if (!measured?.rate) return reason;
+  return `${reason} (${(10_000_000 / measured.rate / 3600).toFixed(1)} h at the ${
+    nf.format(measured.rate)
+  } jobs/s of durable-bgsubmit)`;
 }
 
 if (import.meta.main) {
@@ -1184,6 +1804,8 @@ if (import.meta.main) {
         p.child.kill("SIGKILL");
       } catch { /* gone */ }
     }
+    // The servers are gone (or going): their stores with them.
+    for (const d of [...tempDirs]) removeDir(d);
   };
   const onSignal = () => {
     killAll();
