@@ -1058,15 +1058,21 @@ export class Dispatcher {
     this.#wakeOne(f);
   }
 
-  /** The job at `slot` as the store keeps it. */
+  /**
+   * The job at `slot` as the store keeps it. Unique and data are views of
+   * the job's payload: valid until the job is freed, and a job freed before
+   * the commit takes its add back (store.remove), so no copy is needed.
+   */
   #stored(slot: number): StoredJob {
     const jobs = this.jobs;
+    const f = this.functionById(jobs.fn[slot]!);
     return {
       handle: jobs.handleNumber(slot),
       seq: this.#seq++,
-      function: this.functionById(jobs.fn[slot]!).name,
-      unique: jobs.unique(slot).slice(),
-      data: jobs.data(slot).slice(),
+      function: f.name,
+      functionBytes: f.nameBytes,
+      unique: jobs.unique(slot),
+      data: jobs.data(slot),
       priority: jobs.priority[slot]!,
       runAt: this.#runAt.get(slot) ?? 0,
       cron: this.#cron.get(slot) ?? "",

@@ -32,6 +32,8 @@ export interface StoredJob {
   seq: number;
   /** Function name (byte string). */
   function: string;
+  /** The same name as bytes, when the caller has them (saves an encode). */
+  functionBytes?: Uint8Array;
   /** Unique id bytes (empty: none). */
   unique: Uint8Array;
   /** Job data. */

@@ -78,6 +78,22 @@ function fromBlob(b: Uint8Array): string {
 }
 
 const COLUMNS = "handle, seq, function, uniq, data, priority, run_at, cron, retries, reducer";
+/** Rows per multi-row INSERT. */
+const BATCH_ROWS = 32;
+
+/** Put a job's ten column values into `params` at `at`. */
+function fillRow(params: unknown[], at: number, j: StoredJob): void {
+  params[at] = j.handle;
+  params[at + 1] = j.seq;
+  params[at + 2] = j.functionBytes ?? toBlob(j.function);
+  params[at + 3] = j.unique;
+  params[at + 4] = j.data;
+  params[at + 5] = j.priority;
+  params[at + 6] = j.runAt;
+  params[at + 7] = j.cron;
+  params[at + 8] = j.retries;
+  params[at + 9] = j.reducer ?? EMPTY_BLOB;
+}
 const EMPTY_BLOB = new Uint8Array(0);
 
 function toJob(r: Record<string, unknown>): StoredJob {
@@ -102,6 +118,7 @@ export class SqliteJobStore implements JobStore {
   readonly boot: number;
   readonly #db: DatabaseSync;
   readonly #insert: StatementSync;
+  readonly #insertBatch: StatementSync;
   readonly #delete: StatementSync;
   readonly #retries: StatementSync;
   readonly #insertDead: StatementSync;
@@ -118,6 +135,11 @@ export class SqliteJobStore implements JobStore {
     this.boot = boot;
     this.#insert = db.prepare(
       "INSERT OR REPLACE INTO jobs (handle, seq, function, uniq, data, priority, run_at, cron, retries, reducer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    this.#insertBatch = db.prepare(
+      `INSERT OR REPLACE INTO jobs (handle, seq, function, uniq, data, priority, run_at, cron, retries, reducer) VALUES ${
+        Array.from({ length: BATCH_ROWS }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
+      }`,
     );
     this.#delete = db.prepare("DELETE FROM jobs WHERE handle = ?");
     this.#retries = db.prepare("UPDATE jobs SET retries = ? WHERE handle = ?");
@@ -303,19 +325,18 @@ export class SqliteJobStore implements JobStore {
     const db = this.#db;
     db.exec("BEGIN");
     try {
-      for (const j of adds.values()) {
-        this.#insert.run(
-          j.handle,
-          j.seq,
-          toBlob(j.function),
-          j.unique,
-          j.data,
-          j.priority,
-          j.runAt,
-          j.cron,
-          j.retries,
-          j.reducer ?? EMPTY_BLOB,
-        );
+      // Many rows per INSERT: far fewer statement executions per commit.
+      const rows = [...adds.values()];
+      let i = 0;
+      const batch = this.#insertBatch;
+      const params: unknown[] = new Array(BATCH_ROWS * 10);
+      for (; i + BATCH_ROWS <= rows.length; i += BATCH_ROWS) {
+        for (let r = 0; r < BATCH_ROWS; r++) fillRow(params, r * 10, rows[i + r]!);
+        batch.run(...(params as never[]));
+      }
+      for (; i < rows.length; i++) {
+        fillRow(params, 0, rows[i]!);
+        this.#insert.run(...(params.slice(0, 10) as never[]));
       }
       for (const [handle, n] of retries) this.#retries.run(n, handle);
       for (const d of dead) {
