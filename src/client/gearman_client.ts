@@ -438,11 +438,15 @@ export class Client implements AsyncDisposable {
    * @throws {ConnectionError} When no server can be reached.
    */
   async echo(data: string | Uint8Array): Promise<Uint8Array> {
+    let last: Error | undefined;
     for (const server of this.#order(undefined)) {
       try {
         await this.#open(server);
       } catch (err) {
-        if (err instanceof ConnectionError) continue;
+        if (err instanceof ConnectionError) {
+          last = err;
+          continue;
+        }
         throw err;
       }
       const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
@@ -450,7 +454,7 @@ export class Client implements AsyncDisposable {
       server.conn.out().bytes(buildPacket(Magic.REQ, T.ECHO_REQ, data));
       return await promise;
     }
-    throw this.#noServer("echo");
+    throw this.#noServer("echo", last);
   }
 
   /** Servers in the order a request with this unique should try them. */
@@ -480,11 +484,14 @@ export class Client implements AsyncDisposable {
     return scored.map((x) => x.s);
   }
 
-  #noServer(what: string): ConnectionError {
+  #noServer(what: string, last?: Error): ConnectionError {
     const list = this.#servers.map((s) => s.conn.address.label).join(", ");
     return new ConnectionError(
       list,
-      `Cannot ${what}: no Gearman server could be reached (tried ${list}); check they are running`,
+      `Cannot ${what}: no Gearman server could be reached (tried ${list}${
+        last ? `; last error: ${last.message}` : ""
+      }); check they are running`,
+      last ? { cause: last } : undefined,
     );
   }
 
@@ -524,7 +531,7 @@ export class Client implements AsyncDisposable {
     request.job.fail(
       lastError instanceof ConnectionError && this.#servers.length === 1
         ? lastError
-        : this.#noServer(`submit job of function "${request.fn}"`),
+        : this.#noServer(`submit job of function "${request.fn}"`, lastError),
     );
   }
 

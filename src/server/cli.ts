@@ -40,6 +40,8 @@ Options:
   --drain-timeout S    on SIGTERM or "shutdown graceful": seconds running jobs may take
                        to finish before the server stops anyway (default 30)
   --max-client-jobs N  most foreground jobs one connection may wait on; 0 = unlimited (default 0)
+  --tls-cert FILE      serve the Gearman port over TLS with this PEM certificate chain
+  --tls-key FILE       ... and this PEM private key (both needed; needs --allow-read)
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 `;
@@ -68,6 +70,8 @@ export interface ServerFlags {
   maxMemoryJobs: number;
   drainTimeoutMs: number;
   maxClientJobs: number;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
   /** Gloom listeners, when --gloom or a --gloom-* flag was given. */
   gloom: { masterPort: number; workerPort: number; maxFrameSize: number } | undefined;
   /** HTTP endpoint, when --http was given. */
@@ -118,6 +122,8 @@ export function parseServerFlags(args: string[]): ServerFlags {
         "max-memory-jobs": { type: "string" },
         "drain-timeout": { type: "string" },
         "max-client-jobs": { type: "string" },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
         gloom: { type: "boolean" },
         "gloom-master-port": { type: "string" },
         "gloom-worker-port": { type: "string" },
@@ -181,7 +187,12 @@ export function parseServerFlags(args: string[]): ServerFlags {
       "--admin-token must be visible ASCII characters with no spaces (try: openssl rand -hex 32)",
     );
   }
+  if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together: give both");
+  }
   return {
+    tlsCert: values["tls-cert"],
+    tlsKey: values["tls-key"],
     drainTimeoutMs: integerFlag("drain-timeout", values["drain-timeout"], 30, 86400) * 1000,
     maxClientJobs: integerFlag("max-client-jobs", values["max-client-jobs"], 0, 2 ** 31),
     http,
@@ -227,9 +238,26 @@ export async function runServerCli(args: string[]): Promise<number> {
       { category: ["logtape", "meta"], sinks: ["console"], lowestLevel: "warning" },
     ],
   });
+  let tls: { cert: string; key: string } | undefined;
+  if (flags.tlsCert !== undefined && flags.tlsKey !== undefined) {
+    try {
+      tls = {
+        cert: await Deno.readTextFile(flags.tlsCert),
+        key: await Deno.readTextFile(flags.tlsKey),
+      };
+    } catch (err) {
+      console.error(
+        `error: cannot read the TLS certificate or key (${flags.tlsCert}, ${flags.tlsKey}): ${
+          (err as Error).message
+        }; check the paths and run with --allow-read for them`,
+      );
+      return 1;
+    }
+  }
   let server;
   try {
     server = serve({
+      ...(tls ? { tls } : {}),
       hostname: flags.hostname,
       port: flags.port,
       jobRetries: flags.jobRetries,

@@ -125,6 +125,13 @@ export interface ServeOptions {
    */
   adminToken?: string;
   /**
+   * Serve the Gearman port over TLS with this certificate chain and key
+   * (PEM text). Clients connect with TLS (`tls` option of Client, Worker,
+   * AdminClient; `openssl s_client`). Client certificates are not asked for.
+   * @default undefined (plain TCP)
+   */
+  tls?: { cert: string; key: string };
+  /**
    * Most foreground jobs one connection may wait on at once (ERROR
    * TOO_MANY_JOBS past it); 0 is unlimited.
    * @default 0
@@ -226,7 +233,7 @@ function logAdapter(logger: Logger): DispatcherLog {
  * ```
  */
 export class Server implements AsyncDisposable {
-  readonly #listener: Deno.TcpListener;
+  readonly #listener: Deno.Listener<Deno.TcpConn> | Deno.TlsListener;
   readonly #gloom: GloomFrontEnd | undefined;
   readonly #dispatcher: Dispatcher;
   readonly #store: JobStore;
@@ -263,6 +270,7 @@ export class Server implements AsyncDisposable {
       signal,
       drainTimeoutMs = DEFAULT_DRAIN_TIMEOUT_MS,
       maxClientJobs = 0,
+      tls,
     } = options;
     checkInteger("maxClientJobs", maxClientJobs, 0, 2 ** 31);
     checkInteger("drainTimeoutMs", drainTimeoutMs, 0, 2 ** 31 - 1);
@@ -315,7 +323,9 @@ export class Server implements AsyncDisposable {
       adminToken,
     });
     try {
-      this.#listener = Deno.listen({ hostname, port, transport: "tcp" });
+      this.#listener = tls
+        ? Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key })
+        : Deno.listen({ hostname, port, transport: "tcp" });
     } catch (err) {
       this.#dispatcher.stop();
       this.#store.close();
@@ -413,7 +423,7 @@ export class Server implements AsyncDisposable {
     }
   }
 
-  #accept(conn: Deno.TcpConn): void {
+  #accept(conn: Deno.TcpConn | Deno.TlsConn): void {
     if (this.#stopping) {
       this.#traffic.refused++;
       conn.close();
@@ -421,7 +431,7 @@ export class Server implements AsyncDisposable {
     }
     this.#traffic.accepted++;
     try {
-      conn.setNoDelay(true);
+      if ("setNoDelay" in conn) conn.setNoDelay(true);
     } catch { /* not TCP */ }
     const d = this.#dispatcher;
     // Assigned right after the connection is made; callbacks run later.

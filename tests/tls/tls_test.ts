@@ -1,0 +1,155 @@
+// TLS on the Gearman port: certificates made here with openssl (a private
+// CA and a server certificate for 127.0.0.1/localhost), our Client, Worker
+// and AdminClient over TLS, and `openssl s_client` speaking the admin
+// protocol through it.
+
+import assert from "node:assert/strict";
+import { serve } from "../../server.ts";
+import { AdminClient, Client, ConnectionError } from "../../client.ts";
+import { Worker } from "../../worker.ts";
+
+async function sh(cmd: string, args: string[], stdin?: string): Promise<string> {
+  const child = new Deno.Command(cmd, {
+    args,
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  if (!out.success) throw new Error(`${cmd} ${args.join(" ")} failed: ${text}`);
+  return new TextDecoder().decode(out.stdout);
+}
+
+const haveOpenssl = await sh("openssl", ["version"]).then(() => true, () => false);
+if (!haveOpenssl) {
+  if (Deno.env.get("CI")) throw new Error("openssl is needed for the TLS tests");
+  console.warn("tls_test: skipped: openssl is not installed");
+}
+
+/** Run `openssl s_client`, send `line`, read until `until` matches, then stop it. */
+async function sClient(server: string, caFile: string, line: string, until: RegExp) {
+  const child = new Deno.Command("openssl", {
+    args: ["s_client", "-connect", server, "-CAfile", caFile, "-quiet", "-verify_return_error"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(line));
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  const deadline = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  try {
+    while (!until.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+  } finally {
+    clearTimeout(deadline);
+    child.kill("SIGTERM");
+    await reader.cancel().catch(() => {});
+    await writer.close().catch(() => {});
+    await child.status;
+  }
+  return text;
+}
+
+/** A CA, and a server certificate it signed for 127.0.0.1 and localhost. */
+async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+  await sh("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=gearman test CA",
+    "-keyout",
+    `${dir}/ca.key`,
+    "-out",
+    `${dir}/ca.pem`,
+  ]);
+  await sh("openssl", [
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    "/CN=127.0.0.1",
+    "-keyout",
+    `${dir}/server.key`,
+    "-out",
+    `${dir}/server.csr`,
+  ]);
+  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  await sh("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    `${dir}/server.csr`,
+    "-CA",
+    `${dir}/ca.pem`,
+    "-CAkey",
+    `${dir}/ca.key`,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    `${dir}/ext.cnf`,
+    "-out",
+    `${dir}/server.pem`,
+  ]);
+  return {
+    ca: await Deno.readTextFile(`${dir}/ca.pem`),
+    cert: await Deno.readTextFile(`${dir}/server.pem`),
+    key: await Deno.readTextFile(`${dir}/server.key`),
+  };
+}
+
+Deno.test({
+  name: "tls: Client, Worker and AdminClient run jobs over TLS; a client without the CA is refused",
+  ignore: !haveOpenssl,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "gearman-tls-" });
+    try {
+      const { ca, cert, key } = await makeCertificates(dir);
+      await using server = serve({ hostname: "127.0.0.1", port: 0, tls: { cert, key } });
+      const servers = [`127.0.0.1:${server.addr.port}`];
+      const tls = { caCerts: [ca] };
+      await using worker = new Worker({ servers, tls, clientId: "tls-worker" });
+      worker.register("reverse", (job) => [...job.text()].reverse().join(""));
+      worker.start();
+      await using client = new Client({ servers, tls });
+      assert.equal((await client.run("reverse", "secure")).text(), "eruces");
+
+      await using admin = await AdminClient.connect(servers[0]!, { tls });
+      const workers = await admin.workers();
+      assert.ok(
+        workers.some((w) => w.clientId === "tls-worker" && w.functions.includes("reverse")),
+      );
+
+      // Without the private CA the certificate is not trusted: a clear ConnectionError.
+      await using untrusting = new Client({ servers, tls: {}, connectTimeoutMs: 3000 });
+      await assert.rejects(untrusting.echo("x"), (err: unknown) => {
+        assert.ok(err instanceof ConnectionError);
+        assert.match(err.message, /TLS|certificate/i);
+        return true;
+      });
+
+      // openssl s_client speaks the admin protocol through the TLS port.
+      const out = await sClient(servers[0]!, `${dir}/ca.pem`, "status\r\n", /^\.$/m);
+      assert.match(out, /^reverse\t0\t0\t1$/m);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
