@@ -321,6 +321,12 @@ export class Server implements AsyncDisposable {
       shutdown: (graceful) => void this.shutdown({ graceful }),
       logLevel: () => "INFO",
       adminToken,
+      refused: (peer, command, why) =>
+        this.#logger.warn("Refused admin command {command} from {remote}: {why}", {
+          command,
+          remote: peer.conn.remote,
+          why,
+        }),
     });
     try {
       this.#listener = tls
