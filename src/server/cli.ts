@@ -40,6 +40,9 @@ Options:
   --drain-timeout S    on SIGTERM or "shutdown graceful": seconds running jobs may take
                        to finish before the server stops anyway (default 30)
   --max-client-jobs N  most foreground jobs one connection may wait on; 0 = unlimited (default 0)
+  --max-connections N  most connections open at once; 0 = unlimited (default 0)
+  --idle-timeout S     close connections silent for S seconds with no job pending; 0 = never
+                       (default 0)
   --tls-cert FILE      serve the Gearman port over TLS with this PEM certificate chain
   --tls-key FILE       ... and this PEM private key (both needed; needs --allow-read)
   -h, --help           print this help and exit
@@ -71,6 +74,8 @@ export interface ServerFlags {
   drainTimeoutMs: number;
   maxClientJobs: number;
   tlsCert: string | undefined;
+  maxConnections: number;
+  idleTimeoutMs: number;
   tlsKey: string | undefined;
   /** Gloom listeners, when --gloom or a --gloom-* flag was given. */
   gloom: { masterPort: number; workerPort: number; maxFrameSize: number } | undefined;
@@ -123,6 +128,8 @@ export function parseServerFlags(args: string[]): ServerFlags {
         "drain-timeout": { type: "string" },
         "max-client-jobs": { type: "string" },
         "tls-cert": { type: "string" },
+        "max-connections": { type: "string" },
+        "idle-timeout": { type: "string" },
         "tls-key": { type: "string" },
         gloom: { type: "boolean" },
         "gloom-master-port": { type: "string" },
@@ -192,6 +199,8 @@ export function parseServerFlags(args: string[]): ServerFlags {
   }
   return {
     tlsCert: values["tls-cert"],
+    maxConnections: integerFlag("max-connections", values["max-connections"], 0, 2 ** 31),
+    idleTimeoutMs: integerFlag("idle-timeout", values["idle-timeout"], 0, 86400 * 365) * 1000,
     tlsKey: values["tls-key"],
     drainTimeoutMs: integerFlag("drain-timeout", values["drain-timeout"], 30, 86400) * 1000,
     maxClientJobs: integerFlag("max-client-jobs", values["max-client-jobs"], 0, 2 ** 31),
@@ -258,6 +267,8 @@ export async function runServerCli(args: string[]): Promise<number> {
   try {
     server = serve({
       ...(tls ? { tls } : {}),
+      maxConnections: flags.maxConnections,
+      idleTimeoutMs: flags.idleTimeoutMs,
       hostname: flags.hostname,
       port: flags.port,
       jobRetries: flags.jobRetries,

@@ -132,6 +132,19 @@ export interface ServeOptions {
    */
   tls?: { cert: string; key: string };
   /**
+   * Most connections open at once on the Gearman port; past it, new ones are
+   * closed at once (and logged). 0 is unlimited.
+   * @default 0
+   */
+  maxConnections?: number;
+  /**
+   * Close a connection that has sent nothing for this long and has no job
+   * pending (none held as a worker, none waited on as a client), in
+   * milliseconds; 0 never does.
+   * @default 0
+   */
+  idleTimeoutMs?: number;
+  /**
    * Most foreground jobs one connection may wait on at once (ERROR
    * TOO_MANY_JOBS past it); 0 is unlimited.
    * @default 0
@@ -240,6 +253,10 @@ export class Server implements AsyncDisposable {
   readonly #admin: AdminCommands;
   readonly #logger: Logger = getLogger(["gearman", "server"]);
   readonly #connections = new Set<Connection>();
+  readonly #peers = new Map<Connection, Peer>();
+  readonly #maxConnections: number;
+  readonly #idleTimeoutMs: number;
+  #idleSweep: ReturnType<typeof setInterval> | undefined;
   readonly #maxPacketSize: number;
   readonly #finished: PromiseWithResolvers<void> = Promise.withResolvers();
   readonly #http: HttpFrontEnd | undefined;
@@ -271,7 +288,13 @@ export class Server implements AsyncDisposable {
       drainTimeoutMs = DEFAULT_DRAIN_TIMEOUT_MS,
       maxClientJobs = 0,
       tls,
+      maxConnections = 0,
+      idleTimeoutMs = 0,
     } = options;
+    checkInteger("maxConnections", maxConnections, 0, 2 ** 31);
+    checkInteger("idleTimeoutMs", idleTimeoutMs, 0, 2 ** 31 - 1);
+    this.#maxConnections = maxConnections;
+    this.#idleTimeoutMs = idleTimeoutMs;
     checkInteger("maxClientJobs", maxClientJobs, 0, 2 ** 31);
     checkInteger("drainTimeoutMs", drainTimeoutMs, 0, 2 ** 31 - 1);
     this.#drainTimeoutMs = drainTimeoutMs;
@@ -383,6 +406,12 @@ export class Server implements AsyncDisposable {
       if (signal.aborted) queueMicrotask(() => void this.shutdown());
       else signal.addEventListener("abort", () => void this.shutdown(), { once: true });
     }
+    if (this.#idleTimeoutMs > 0) {
+      this.#idleSweep = setInterval(
+        () => this.#sweepIdle(),
+        Math.max(50, Math.min(1000, this.#idleTimeoutMs / 4)),
+      );
+    }
     void this.#acceptLoop();
   }
 
@@ -435,6 +464,18 @@ export class Server implements AsyncDisposable {
       conn.close();
       return;
     }
+    if (this.#maxConnections > 0 && this.#connections.size >= this.#maxConnections) {
+      this.#traffic.refused++;
+      const remote = conn.remoteAddr as Deno.NetAddr;
+      this.#logger.warn(
+        "Refused a connection from {remote}: {open} connections are open, the most allowed (--max-connections)",
+        { remote: `${remote.hostname}:${remote.port}`, open: this.#connections.size },
+      );
+      try {
+        conn.close();
+      } catch { /* already gone */ }
+      return;
+    }
     this.#traffic.accepted++;
     try {
       if ("setNoDelay" in conn) conn.setNoDelay(true);
@@ -464,6 +505,7 @@ export class Server implements AsyncDisposable {
     });
     peer = d.addPeer(connection);
     this.#connections.add(connection);
+    this.#peers.set(connection, peer);
     this.#logger.debug("Accepted connection {id} from {remote}", {
       id: peer.id,
       remote: connection.remote,
@@ -474,6 +516,7 @@ export class Server implements AsyncDisposable {
       }
       d.removePeer(peer);
       this.#connections.delete(connection);
+      this.#peers.delete(connection);
       this.#traffic.closed(connection);
       if (this.#stopping) this.#maybeFinish();
     });
@@ -483,9 +526,25 @@ export class Server implements AsyncDisposable {
     if (this.#connections.size === 0 && (this.#gloom?.connectionCount ?? 0) === 0) this.#finish();
   }
 
+  /** Close connections that sent nothing for the idle timeout and have no job pending. */
+  #sweepIdle(): void {
+    const limit = performance.now() - this.#idleTimeoutMs;
+    for (const c of this.#connections) {
+      if (c.lastRead > limit || c.closed) continue;
+      const peer = this.#peers.get(c);
+      if (peer && (peer.jobs.size > 0 || peer.waiting.size > 0)) continue;
+      this.#logger.info("Closing connection from {remote}: idle for {seconds} s (--idle-timeout)", {
+        remote: c.remote,
+        seconds: this.#idleTimeoutMs / 1000,
+      });
+      c.close(200);
+    }
+  }
+
   #finish(): void {
     if (this.#done) return;
     this.#done = true;
+    clearInterval(this.#idleSweep);
     this.#dispatcher.stop();
     try {
       this.#store.close();
