@@ -19,6 +19,7 @@ import { JobState, JobTable, Priority, SPILL_BASE } from "./job_table.ts";
 import { Peer, type PeerConnection } from "./peer.ts";
 import { nextCronTime } from "./cron.ts";
 import { FunctionMetrics } from "./job_metrics.ts";
+import { coarseNow, tickClock } from "../transport/coarse_clock.ts";
 import type { JobStore, StoredJob } from "./store/job_store.ts";
 import { MemoryJobStore } from "./store/memory_store.ts";
 
@@ -573,7 +574,7 @@ export class Dispatcher {
     jobs.worker[slot] = peer.id;
     peer.jobs.add(slot);
     f.running++;
-    const now = performance.now();
+    const now = coarseNow();
     f.metrics.wait.observe((now - jobs.stamp[slot]!) / 1000);
     jobs.stamp[slot] = now;
     const w = peer.conn.out();
@@ -601,6 +602,7 @@ export class Dispatcher {
   }
 
   #timedOut(peer: Peer, slot: number, gen: number, timeout: number): void {
+    tickClock();
     this.#jobTimers.delete(slot);
     const jobs = this.jobs;
     if (jobs.gen[slot] !== gen || jobs.worker[slot] !== peer.id) return;
@@ -659,7 +661,7 @@ export class Dispatcher {
     // Back of its queue, as gearmand does: a job that kills workers does not
     // block the ones behind it.
     f.queues[jobs.priority[slot]!]!.push(jobs, slot);
-    jobs.stamp[slot] = performance.now();
+    jobs.stamp[slot] = coarseNow();
     this.stats.retried++;
     f.metrics.retried++;
     this.#wakeOne(f);
@@ -773,7 +775,7 @@ export class Dispatcher {
   /** A running job ended: record how long it ran. */
   #ended(slot: number, f: FunctionEntry): void {
     if (this.jobs.state[slot] === JobState.RUNNING) {
-      f.metrics.run.observe((performance.now() - this.jobs.stamp[slot]!) / 1000);
+      f.metrics.run.observe((coarseNow() - this.jobs.stamp[slot]!) / 1000);
     }
   }
 
@@ -1053,7 +1055,7 @@ export class Dispatcher {
     }
     this.#runAt.delete(slot);
     jobs.state[slot] = JobState.QUEUED;
-    jobs.stamp[slot] = performance.now();
+    jobs.stamp[slot] = coarseNow();
     f.queues[jobs.priority[slot]!]!.push(jobs, slot);
     this.#wakeOne(f);
   }
@@ -1422,6 +1424,7 @@ export class Dispatcher {
   }
 
   #runSchedule = (): void => {
+    tickClock();
     this.#scheduleTimer = undefined;
     this.#scheduleTimerAt = Infinity;
     const now = this.#now();
@@ -1433,7 +1436,7 @@ export class Dispatcher {
       const f = this.functionById(jobs.fn[slot]!);
       f.scheduled--;
       jobs.state[slot] = JobState.QUEUED;
-      jobs.stamp[slot] = performance.now();
+      jobs.stamp[slot] = coarseNow();
       f.queues[jobs.priority[slot]!]!.push(jobs, slot);
       this.#wakeOne(f);
     }

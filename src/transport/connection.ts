@@ -9,6 +9,7 @@
 import { PacketFramer, type PacketFramerOptions } from "../protocol/packet_framer.ts";
 import type { FramerSink } from "../protocol/packet_framer.ts";
 import { ProtocolError } from "../protocol/protocol_error.ts";
+import { tickClock } from "./coarse_clock.ts";
 import { PacketWriter } from "../protocol/packet_writer.ts";
 
 /** Default outbox size past which a connection stops being read. */
@@ -235,7 +236,7 @@ export class Connection {
         }
         const n = await this.#conn.read(framer.readRegion());
         if (n === null) break;
-        this.#lastRead = performance.now();
+        this.#lastRead = tickClock();
         this.#bytesIn += n;
         framer.commit(n);
       }
