@@ -41,3 +41,66 @@ Deno.test("server: idleTimeoutMs closes silent connections with nothing pending,
   waiting.send("ECHO_REQ", "still here");
   assert.equal((await waiting.receive()).name, "ECHO_RES");
 });
+
+Deno.test("server: a client that submits and never reads stops being read (backpressure)", async () => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, maxOutboxBytes: 16 * 1024 });
+  const port = server.addr.port;
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const packet = (i: number) => {
+    const body = new TextEncoder().encode(`bp\0\0${i}`);
+    const p = new Uint8Array(12 + body.length);
+    const v = new DataView(p.buffer);
+    v.setUint32(0, 0x00524551);
+    v.setUint32(4, 18); // SUBMIT_JOB_BG
+    v.setUint32(8, body.length);
+    p.set(body, 12);
+    return p;
+  };
+  // Write 1M submits without reading a byte of the replies: more replies
+  // (~30 MB) than the kernel's socket buffers on both ends can hold.
+  const total = 1_000_000;
+  const chunk: Uint8Array[] = [];
+  for (let i = 0; i < total; i++) chunk.push(packet(i));
+  const all = new Uint8Array(chunk.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of chunk) {
+    all.set(p, at);
+    at += p.length;
+  }
+  const writing = (async () => {
+    let off = 0;
+    while (off < all.length) off += await conn.write(all.subarray(off));
+  })().catch(() => {});
+  await using admin = await PacketClient.connect({ port });
+  const queued = async () => {
+    const lines = await admin.admin("status");
+    const row = lines.find((l) => l.startsWith("bp\t"));
+    return row ? Number(row.split("\t")[1]) : 0;
+  };
+  // The server stops reading: the count settles far below what was sent.
+  let before = -1;
+  let now = await queued();
+  for (let i = 0; i < 50 && now !== before; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    before = now;
+    now = await queued();
+  }
+  assert.ok(now > 0 && now < total, `server accepted ${now} of ${total} while replies went unread`);
+  // Other connections are served meanwhile.
+  admin.send("ECHO_REQ", "still served");
+  assert.equal((await admin.receive()).name, "ECHO_RES");
+  // Once the client reads its replies, the rest goes through.
+  const buf = new Uint8Array(64 * 1024);
+  const reading = (async () => {
+    try {
+      while ((await conn.read(buf)) !== null) { /* drain replies */ }
+    } catch { /* closed */ }
+  })();
+  for (let i = 0; i < 100 && (await queued()) < total; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(await queued(), total);
+  await writing;
+  conn.close();
+  await reading;
+});

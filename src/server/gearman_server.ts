@@ -7,7 +7,7 @@ import { PacketType } from "../protocol/packet_type.ts";
 import { DEFAULT_MAX_PACKET_SIZE } from "../protocol/packet_framer.ts";
 import type { ProtocolError } from "../protocol/protocol_error.ts";
 import { byteString } from "../protocol/_bytes.ts";
-import { Connection } from "../transport/connection.ts";
+import { Connection, DEFAULT_MAX_OUTBOX_BYTES } from "../transport/connection.ts";
 import { AdminCommands } from "./admin_commands.ts";
 import { Dispatcher, type DispatcherLog } from "./dispatcher.ts";
 import type { Peer } from "./peer.ts";
@@ -138,6 +138,13 @@ export interface ServeOptions {
    */
   maxConnections?: number;
   /**
+   * Replies waiting for a connection past which the server stops reading
+   * it until the peer takes them (backpressure: a peer that sends and never
+   * reads cannot grow the server's memory).
+   * @default {8 MiB}
+   */
+  maxOutboxBytes?: number;
+  /**
    * Close a connection that has sent nothing for this long and has no job
    * pending (none held as a worker, none waited on as a client), in
    * milliseconds; 0 never does.
@@ -255,6 +262,7 @@ export class Server implements AsyncDisposable {
   readonly #connections = new Set<Connection>();
   readonly #peers = new Map<Connection, Peer>();
   readonly #maxConnections: number;
+  readonly #maxOutboxBytes: number;
   readonly #idleTimeoutMs: number;
   #idleSweep: ReturnType<typeof setInterval> | undefined;
   readonly #maxPacketSize: number;
@@ -290,7 +298,10 @@ export class Server implements AsyncDisposable {
       tls,
       maxConnections = 0,
       idleTimeoutMs = 0,
+      maxOutboxBytes = DEFAULT_MAX_OUTBOX_BYTES,
     } = options;
+    checkInteger("maxOutboxBytes", maxOutboxBytes, 1024, 2 ** 31);
+    this.#maxOutboxBytes = maxOutboxBytes;
     checkInteger("maxConnections", maxConnections, 0, 2 ** 31);
     checkInteger("idleTimeoutMs", idleTimeoutMs, 0, 2 ** 31 - 1);
     this.#maxConnections = maxConnections;
@@ -494,6 +505,7 @@ export class Server implements AsyncDisposable {
     }, {
       text: true,
       maxPacketSize: this.#maxPacketSize,
+      maxOutboxBytes: this.#maxOutboxBytes,
       onProtocolError: (err: ProtocolError) => {
         this.#logger.warn("Closing connection from {remote}: {error}", {
           remote: connection.remote,
