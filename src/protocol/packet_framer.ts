@@ -224,10 +224,12 @@ export class PacketFramer {
   #makeRoom(min: number): void {
     const pending = this.#end - this.#start;
     let size = this.#buf.length;
-    // A packet whose header has arrived: make room for all of it at once.
+    // A packet whose header has arrived: grow towards its size as its bytes
+    // come (doubling what has arrived), never to the declared size at once,
+    // so a bare header declaring 64 MiB costs no more than what was sent.
     if (pending >= HEADER_SIZE && this.#buf[this.#start] === 0) {
       const need = HEADER_SIZE + this.#view.getUint32(this.#start + 8);
-      if (need > pending) min = Math.max(min, need - pending);
+      if (need > pending) min = Math.max(min, Math.min(need - pending, Math.max(pending, min)));
     }
     while (size - pending < min) size *= 2;
     if (size === this.#buf.length && this.#start > 0) {
@@ -300,8 +302,10 @@ export class PacketFramer {
     if (pos === end) {
       this.#start = this.#end = this.#lineScan = 0;
       // Release a buffer grown for one large packet.
-      if (buf.length > this.#readSpace * 4 && this.#buf === buf) {
-        this.#buf = new Uint8Array(Math.max(DEFAULT_BUFFER_SIZE, this.#readSpace));
+      if (buf.length > Math.max(this.#readSpace, DEFAULT_BUFFER_SIZE) * 4 && this.#buf === buf) {
+        // A large packet has gone: give its memory back and start small again.
+        this.#readSpace = MIN_READ_SPACE;
+        this.#buf = new Uint8Array(DEFAULT_BUFFER_SIZE);
         this.#view = new DataView(this.#buf.buffer);
       }
     } else {

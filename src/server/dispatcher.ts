@@ -235,6 +235,12 @@ export class Dispatcher {
       if (state === JobState.RUNNING) continue;
       if (jobs.background[slot] === 1) {
         background++;
+        // Foreground clients that joined it will not see it run: tell them now.
+        const clients = this.clientsOf(slot);
+        if (clients.length > 0) {
+          this.#relayFail(slot);
+          for (const c of clients) this.#dropClient(slot, c);
+        }
         continue;
       }
       this.#relayFail(slot);
@@ -481,7 +487,11 @@ export class Dispatcher {
     if (!f.workers.has(peer)) {
       f.workers.add(peer);
       peer.functions.push(f);
-      if (peer.sleeping) f.sleepers.add(peer);
+      if (peer.sleeping) {
+        f.sleepers.add(peer);
+        // Asleep already, and this function has work: wake it now.
+        if (f.ready > 0 && !this.#draining) this.#noop(peer);
+      }
     }
     if (timeout >= 0) {
       if (timeout > 0) (peer.timeouts ??= new Map()).set(f.id, timeout);
@@ -779,6 +789,15 @@ export class Dispatcher {
     }
   }
 
+  /** Take a job's unique id out of its function's coalescing index. */
+  #forgetUnique(slot: number): void {
+    const jobs = this.jobs;
+    if (jobs.uniqueLen[slot] === 0) return;
+    const f = this.functionById(jobs.fn[slot]!);
+    const key = uniqueKey(jobs.unique(slot), jobs.data(slot));
+    if (key !== undefined && f.uniques.get(key) === slot) f.uniques.delete(key);
+  }
+
   /** Remove a running or queued job for good. */
   #finish(slot: number): void {
     const jobs = this.jobs;
@@ -801,10 +820,7 @@ export class Dispatcher {
       this.#storeWrite(() => this.store.remove(jobs.handleNumber(slot)));
     }
     this.#cron.delete(slot);
-    if (jobs.uniqueLen[slot]! > 0) {
-      const key = uniqueKey(jobs.unique(slot), jobs.data(slot));
-      if (key !== undefined && f.uniques.get(key) === slot) f.uniques.delete(key);
-    }
+    this.#forgetUnique(slot);
     const first = jobs.client[slot]!;
     if (first !== 0) this.peers.get(first)?.waiting.delete(slot);
     const more = this.#moreClients.get(slot);
@@ -831,6 +847,7 @@ export class Dispatcher {
       return;
     }
     for (const c of this.clientsOf(slot)) this.#dropClient(slot, c);
+    this.#forgetUnique(slot);
     // Gone for good: out of the store now, and not requeued if its worker leaves.
     if (this.jobs.background[slot] === 1) {
       this.#storeWrite(() => this.store.remove(this.jobs.handleNumber(slot)));
