@@ -634,6 +634,20 @@ export class Dispatcher {
       this.#finish(slot);
       return;
     }
+    if (this.#draining) {
+      // Nothing will run it again before the server stops: its clients hear
+      // now; a background job stays queued (in the store, when durable).
+      if (jobs.background[slot] === 0) {
+        this.#relayFail(slot);
+        this.#finish(slot);
+        return;
+      }
+      const clients = this.clientsOf(slot);
+      if (clients.length > 0) {
+        this.#relayFail(slot);
+        for (const c of clients) this.#dropClient(slot, c);
+      }
+    }
     const f = this.functionById(jobs.fn[slot]!);
     const retries = ++jobs.retries[slot]!;
     if (this.jobRetries > 0 && retries >= this.jobRetries) {

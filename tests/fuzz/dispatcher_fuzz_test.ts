@@ -69,7 +69,7 @@ const KNOWN_BUGS = {
    * after drain() because its worker left: they wait for a result that
    * never comes while the server drains.
    */
-  drainLeavesWaiters: true,
+  drainLeavesWaiters: false,
   /**
    * An admin cancel of a running job leaves its unique id in the index, so
    * a later submit with that unique id coalesces with the cancelled job
@@ -638,6 +638,20 @@ class World {
       j.state = "finished";
       j.worker = 0;
       return;
+    }
+    if (this.draining && !KNOWN_BUGS.drainLeavesWaiters) {
+      // Nothing will run it again before the server stops: its clients hear now.
+      if (!j.bg) {
+        this.expectRelay(j, T.WORK_FAIL, j.h);
+        this.resultToClients(j);
+        j.state = "finished";
+        j.worker = 0;
+        return;
+      }
+      if (j.clients.size > 0) {
+        this.expectRelay(j, T.WORK_FAIL, j.h);
+        this.resultToClients(j);
+      }
     }
     j.retries++;
     if (this.opts.jobRetries > 0 && j.retries >= this.opts.jobRetries) {
