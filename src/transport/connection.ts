@@ -25,6 +25,20 @@ export const DEFAULT_MAX_OUTBOX_BYTES: number = 8 * 1024 * 1024;
  * console.assert(options.maxOutboxBytes === 1048576);
  * ```
  */
+/**
+ * What the read loop feeds: a framer that hands out its free space and
+ * parses what was read into it. `PacketFramer` (Gearman) and the Gloom
+ * framer both are one.
+ */
+export interface StreamFramer {
+  /** Free space to read the next bytes into. */
+  readRegion(): Uint8Array;
+  /** `n` bytes were read into that space: parse them (may throw a framing error). */
+  commit(n: number): void;
+  /** Report nothing more. */
+  stop(): void;
+}
+
 export interface ConnectionOptions extends PacketFramerOptions {
   /**
    * Outbox size past which the connection stops being read until the
@@ -37,6 +51,12 @@ export interface ConnectionOptions extends PacketFramerOptions {
    * closes: a chance to write an ERROR packet that will still be flushed.
    */
   onProtocolError?: (err: ProtocolError) => void;
+  /**
+   * Which errors thrown while framing are protocol errors (passed to
+   * `onProtocolError`).
+   * @default err instanceof ProtocolError
+   */
+  isProtocolError?: (err: unknown) => boolean;
 }
 
 /**
@@ -52,9 +72,10 @@ export interface ConnectionOptions extends PacketFramerOptions {
  */
 export class Connection {
   readonly #conn: Deno.Conn;
-  readonly #framer: PacketFramer;
+  readonly #framer: StreamFramer;
   readonly #maxOutbox: number;
   readonly #onProtocolError: ((err: ProtocolError) => void) | undefined;
+  readonly #isProtocolError: (err: unknown) => boolean;
   #out: PacketWriter = new PacketWriter();
   /** The second buffer, made on the first write: filled while the other is being written. */
   #spare: PacketWriter | undefined;
@@ -78,14 +99,20 @@ export class Connection {
    * Wrap a socket.
    *
    * @param conn The socket.
-   * @param sink Receives packets and admin lines.
+   * @param framing Receives Gearman packets and admin lines (a
+   *   `PacketFramer` is made with `options`), or another protocol's framer.
    * @param options Framing and outbox options.
    */
-  constructor(conn: Deno.Conn, sink: FramerSink, options: ConnectionOptions = {}) {
+  constructor(
+    conn: Deno.Conn,
+    framing: FramerSink | StreamFramer,
+    options: ConnectionOptions = {},
+  ) {
     this.#conn = conn;
-    this.#framer = new PacketFramer(sink, options);
+    this.#framer = "readRegion" in framing ? framing : new PacketFramer(framing, options);
     this.#maxOutbox = options.maxOutboxBytes ?? DEFAULT_MAX_OUTBOX_BYTES;
     this.#onProtocolError = options.onProtocolError;
+    this.#isProtocolError = options.isProtocolError ?? ((err) => err instanceof ProtocolError);
   }
 
   /** The peer's address, as `host:port` (IPv6 in brackets). */
@@ -242,7 +269,9 @@ export class Connection {
       }
     } catch (err) {
       if (!this.#socketClosed) this.#error ??= err instanceof Error ? err : new Error(String(err));
-      if (err instanceof ProtocolError && !this.#socketClosed) this.#onProtocolError?.(err);
+      if (this.#isProtocolError(err) && !this.#socketClosed) {
+        this.#onProtocolError?.(err as ProtocolError);
+      }
     }
     this.close();
     return await this.#done.promise;
