@@ -116,7 +116,15 @@ export interface AdminClientOptions {
   token?: string;
 }
 
-const LISTINGS = new Set(["status", "workers", "prioritystatus", "jobs", "clients", "show"]);
+const LISTINGS = new Set([
+  "status",
+  "workers",
+  "prioritystatus",
+  "jobs",
+  "clients",
+  "show",
+  "cluster",
+]);
 
 /**
  * A job waiting for its run-at time (`show scheduled`; this package's server).

@@ -353,6 +353,38 @@ export function metricsText(s: ObservedServer): string {
       description: store,
       durable: String(d.store.durable),
     }, 1);
+  const cluster = d.store.cluster;
+  if (cluster !== undefined) {
+    const servers = cluster.servers();
+    gauge(
+      "gearman_cluster_server_id",
+      "This server's id in the cluster (a shared store).",
+      cluster.serverId,
+    );
+    gauge(
+      "gearman_cluster_servers",
+      "Servers of the cluster with a live heartbeat.",
+      servers.length,
+    );
+    const depth = cluster.depth();
+    const names = labelsFor([...depth.keys()]);
+    w.family(
+      "gearman_cluster_queued_jobs",
+      "gauge",
+      "Jobs in the cluster's shared queue that no server holds yet, by function (refreshed every heartbeat).",
+    );
+    for (const [fn, dd] of depth) {
+      w.sample("gearman_cluster_queued_jobs", { function: names.get(fn)! }, dd.queued);
+    }
+    w.family(
+      "gearman_cluster_held_jobs",
+      "gauge",
+      "Jobs some server of the cluster holds (queued there or running), by function.",
+    );
+    for (const [fn, dd] of depth) {
+      w.sample("gearman_cluster_held_jobs", { function: names.get(fn)! }, dd.held);
+    }
+  }
 
   counter(
     "gearman_connections_accepted_total",

@@ -113,6 +113,8 @@ export class PacketFramer {
   /** How far a pending text line has been scanned for `\n`. */
   #lineScan = 0;
   #stopped = false;
+  /** Set by {@link pause}: the rest of the buffered bytes wait for {@link resume}. */
+  #paused = false;
   /** Size of the next read region: grows while reads fill it, shrinks when idle. */
   #readSpace = MIN_READ_SPACE;
   /** Length of the last region handed out by readRegion(). */
@@ -157,6 +159,32 @@ export class PacketFramer {
    */
   stop(): void {
     this.#stopped = true;
+  }
+
+  /**
+   * Stop reporting after the current packet, keeping the bytes after it
+   * for {@link resume}: a sink that must answer a packet asynchronously
+   * pauses so that later packets are answered after it, in order. Feed
+   * nothing while paused.
+   */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** Whether {@link pause} was called and {@link resume} not yet. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * Report the packets buffered since {@link pause} (which may pause again).
+   *
+   * @throws {ProtocolError} When the buffered bytes break the protocol.
+   */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#parse();
   }
 
   /**
@@ -250,7 +278,7 @@ export class PacketFramer {
     const buf = this.#buf;
     const end = this.#end;
     let pos = this.#start;
-    while (pos < end && !this.#stopped) {
+    while (pos < end && !this.#stopped && !this.#paused) {
       if (buf[pos] !== 0) {
         if (!this.#text) {
           throw new ProtocolError(
@@ -299,7 +327,7 @@ export class PacketFramer {
       this.#sink.packet(type, buf.subarray(bodyStart, pos), magic);
     }
     if (this.#stopped) return;
-    if (pos === end) {
+    if (pos === end && !this.#paused) {
       this.#start = this.#end = this.#lineScan = 0;
       // Release a buffer grown for one large packet.
       if (buf.length > Math.max(this.#readSpace, DEFAULT_BUFFER_SIZE) * 4 && this.#buf === buf) {

@@ -116,6 +116,8 @@ export class AdminCommands {
         return this.#workers();
       case "status":
         return this.#status();
+      case "cluster":
+        return this.#cluster();
       case "prioritystatus":
         return this.#priorityStatus();
       case "jobs":
@@ -188,9 +190,38 @@ export class AdminCommands {
 
   #status(): string {
     let out = "";
+    // In a cluster, TOTAL also counts the shared queue's jobs no server holds yet.
+    const depth = this.#d.store.cluster?.depth();
     for (const f of this.#d.functions.values()) {
-      out += `${f.name}\t${f.total}\t${f.running}\t${f.workers.size}\n`;
+      const shared = depth?.get(f.name)?.queued ?? 0;
+      out += `${f.name}\t${f.total + shared}\t${f.running}\t${f.workers.size}\n`;
     }
+    if (depth !== undefined) {
+      for (const [name, d] of depth) {
+        if (!this.#d.functions.has(name) && d.queued > 0) out += `${name}\t${d.queued}\t0\t0\n`;
+      }
+    }
+    return out + ".\n";
+  }
+
+  /**
+   * `cluster`: the servers sharing this store (id, name, ms since their
+   * heartbeat, jobs held) and the shared queue by function (queued, held).
+   */
+  #cluster(): string {
+    const cluster = this.#d.store.cluster;
+    if (cluster === undefined) {
+      return `ERR NOT_A_CLUSTER ${
+        encodeReason("this server's store is not shared; start servers with --store postgres://...")
+      }\r\n`;
+    }
+    let out = "";
+    for (const s of cluster.servers()) {
+      out += `server\t${s.id}\t${s.name}\t${s.heartbeatAgeMs}\t${s.held}${
+        s.id === cluster.serverId ? "\tself" : ""
+      }\n`;
+    }
+    for (const [name, d] of cluster.depth()) out += `function\t${name}\t${d.queued}\t${d.held}\n`;
     return out + ".\n";
   }
 

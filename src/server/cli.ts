@@ -4,6 +4,8 @@
 import { parseArgs } from "node:util";
 import { configure, getConsoleSink, type LogLevel } from "@logtape/logtape";
 import { DEFAULT_PORT, serve } from "./gearman_server.ts";
+import type { JobStore } from "./store/job_store.ts";
+import { PostgresJobStore } from "./store/postgres_store.ts";
 import { VERSION } from "../version.ts";
 
 const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
@@ -22,9 +24,13 @@ Options:
   --max-queue N        most jobs queued per function and priority; 0 = unlimited (default 0)
   --max-packet-size N  largest packet body accepted, in bytes (default 67108864)
   --handle-host NAME   host part of job handles H:NAME:N (default: hostname, or "gearman")
-  --store SPEC         where background jobs are kept: memory, or sqlite:PATH
-                       (committed before JOB_CREATED, replayed on restart; needs
-                       --allow-read and --allow-write for PATH's directory) (default memory)
+  --store SPEC         where background jobs are kept: memory, sqlite:PATH, or
+                       postgres://USER:PASSWORD@HOST:PORT/DATABASE (committed before
+                       JOB_CREATED; sqlite: replayed on restart, needs --allow-read and
+                       --allow-write for PATH's directory; postgres: one queue shared
+                       by every server on that database, needs --allow-env) (default memory)
+  --cluster-lease S    postgres: seconds without a heartbeat before other servers take
+                       the jobs a server held (default 10)
   --store-sync MODE    normal (survives kill -9) or full (also power loss) (default normal)
   --max-memory-jobs N  with a store: queued jobs kept in memory; the rest wait on disk
                        and are paged in as workers drain (default 1000000)
@@ -49,6 +55,9 @@ Options:
   -V, --version        print the version and exit
 `;
 
+/** A `--store` naming a Postgres database. */
+const POSTGRES_URL = /^postgres(ql)?:\/\/.+/;
+
 /** A bad command line: the message says what, and usage follows. */
 export class UsageError extends Error {
   constructor(message: string) {
@@ -69,6 +78,8 @@ export interface ServerFlags {
   maxPacketSize: number;
   handleHost: string | undefined;
   store: string;
+  /** Postgres: lease of a server's held jobs, in ms. */
+  clusterLeaseMs: number;
   storeSync: "normal" | "full";
   maxMemoryJobs: number;
   drainTimeoutMs: number;
@@ -123,6 +134,7 @@ export function parseServerFlags(args: string[]): ServerFlags {
         "max-packet-size": { type: "string" },
         "handle-host": { type: "string" },
         store: { type: "string" },
+        "cluster-lease": { type: "string" },
         "store-sync": { type: "string" },
         "max-memory-jobs": { type: "string" },
         "drain-timeout": { type: "string" },
@@ -158,8 +170,17 @@ export function parseServerFlags(args: string[]): ServerFlags {
   );
   if (maxPacketSize === 0) throw new UsageError("--max-packet-size must be at least 1");
   const store = values.store ?? "memory";
-  if (store !== "memory" && !/^sqlite:.+/.test(store)) {
-    throw new UsageError(`--store must be "memory" or "sqlite:PATH", got "${store}"`);
+  if (store !== "memory" && !/^sqlite:.+/.test(store) && !POSTGRES_URL.test(store)) {
+    throw new UsageError(
+      `--store must be "memory", "sqlite:PATH" or "postgres://USER@HOST:PORT/DATABASE", got "${store}"`,
+    );
+  }
+  const clusterLease = values["cluster-lease"] ?? "10";
+  const clusterLeaseMs = Math.round(Number(clusterLease) * 1000);
+  if (!/^\d+(\.\d+)?$/.test(clusterLease) || clusterLeaseMs < 500 || clusterLeaseMs > 3_600_000) {
+    throw new UsageError(
+      `--cluster-lease must be a number of seconds from 0.5 to 3600, got "${clusterLease}"`,
+    );
   }
   const storeSync = values["store-sync"] ?? "normal";
   if (storeSync !== "normal" && storeSync !== "full") {
@@ -209,6 +230,7 @@ export function parseServerFlags(args: string[]): ServerFlags {
     gloom,
     maxMemoryJobs,
     store,
+    clusterLeaseMs,
     storeSync,
     help: values.help ?? false,
     version: values.version ?? false,
@@ -263,6 +285,18 @@ export async function runServerCli(args: string[]): Promise<number> {
       return 1;
     }
   }
+  let store: string | JobStore = flags.store;
+  if (POSTGRES_URL.test(flags.store)) {
+    try {
+      store = await PostgresJobStore.open(flags.store, {
+        name: `${flags.handleHost ?? flags.hostname}:${flags.port}`,
+        leaseMs: flags.clusterLeaseMs,
+      });
+    } catch (err) {
+      console.error(`error: ${(err as Error).message}`);
+      return 1;
+    }
+  }
   let server;
   try {
     server = serve({
@@ -275,7 +309,7 @@ export async function runServerCli(args: string[]): Promise<number> {
       maxQueue: flags.maxQueue,
       maxPacketSize: flags.maxPacketSize,
       ...(flags.handleHost !== undefined ? { handleHost: flags.handleHost } : {}),
-      store: flags.store,
+      store,
       storeSync: flags.storeSync,
       maxMemoryJobs: flags.maxMemoryJobs,
       drainTimeoutMs: flags.drainTimeoutMs,
@@ -306,6 +340,7 @@ export async function runServerCli(args: string[]): Promise<number> {
     } else {
       console.error(`error: cannot start server: ${(err as Error).message}`);
     }
+    if (typeof store !== "string") await store.close();
     return 1;
   }
   const { hostname, port } = server.addr;

@@ -20,7 +20,7 @@ import { Peer, type PeerConnection } from "./peer.ts";
 import { nextCronTime } from "./cron.ts";
 import { FunctionMetrics } from "./job_metrics.ts";
 import { coarseNow, tickClock } from "../transport/coarse_clock.ts";
-import type { JobStore, StoredJob } from "./store/job_store.ts";
+import type { ClusterQueue, JobStore, StoredJob } from "./store/job_store.ts";
 import { MemoryJobStore } from "./store/memory_store.ts";
 
 const RES = Magic.RES;
@@ -73,6 +73,14 @@ export interface DispatcherOptions {
 const PAGE_SIZE = 10_000;
 /** Page in when a queue with jobs on disk has fewer than this in memory. */
 const PAGE_LOW_WATER = 2_000;
+/** Cluster: jobs claimed from the shared queue at a time. */
+const CLAIM_BATCH = 256;
+/** Cluster: claim more when a function has fewer than this ready here. */
+const CLAIM_LOW_WATER = 128;
+/** Cluster: a new job is held here (not queued for all) while fewer than this wait here. */
+const HOLD_LIMIT = 1024;
+/** Cluster: how often functions with idle workers look for due jobs (scheduled, or missed wake-ups). */
+const CLUSTER_POLL_MS = 500;
 
 /** The log calls the dispatcher makes. */
 export interface DispatcherLog {
@@ -152,6 +160,9 @@ export class Dispatcher {
   #cancelled = new Set<number>();
   /** Foreground clients waiting on jobs still only in the store, by handle number. */
   #diskWaiters = new Map<number, number[]>();
+  /** The shared queue, when the store is shared by a cluster of servers. */
+  readonly #cluster: ClusterQueue | undefined;
+  #clusterTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: DispatcherOptions) {
     const {
@@ -160,7 +171,7 @@ export class Dispatcher {
       maxQueue = 0,
       log = silentLog,
       now = Date.now,
-      store = new MemoryJobStore(),
+      store = new MemoryJobStore() as JobStore,
       maxMemoryJobs = 1_000_000,
       maxClientJobs = 0,
     } = options;
@@ -174,6 +185,12 @@ export class Dispatcher {
     this.log = log;
     this.#now = now;
     this.startedAt = now();
+    this.#cluster = store.cluster;
+    if (this.#cluster !== undefined) {
+      this.#cluster.onAvailable = (fn) => this.#jobsAvailable(fn);
+      this.#cluster.onLeaseLost = () => this.#dropHeld(false);
+      this.#clusterTimer = setInterval(() => this.#clusterPoll(), CLUSTER_POLL_MS);
+    }
   }
 
   // ---------------------------------------------------------------- peers
@@ -262,6 +279,7 @@ export class Dispatcher {
   /** Stop timers; the dispatcher is not used after this. */
   stop(): void {
     this.#stopped = true;
+    clearInterval(this.#clusterTimer);
     clearTimeout(this.#scheduleTimer);
     for (const t of this.#jobTimers.values()) clearTimeout(t);
     this.#jobTimers.clear();
@@ -567,6 +585,7 @@ export class Dispatcher {
         const f = fns[i]!;
         const q = f.queues[p]!;
         if (f.spilled[p]! > 0 && q.length < PAGE_LOW_WATER) this.#pageIn(f, p);
+        else if (this.#cluster !== undefined && f.remote && p === 0) this.#claimSoon(f);
         const slot = q.shift(jobs);
         if (slot === 0) continue;
         this.#assign(peer, f, slot, type);
@@ -1042,6 +1061,10 @@ export class Dispatcher {
       return;
     }
 
+    if (background && this.#cluster !== undefined) {
+      this.#clusterSubmit(peer, f, priority, unique, data, reducer, runAt, cronText, key);
+      return;
+    }
     if (
       background && this.store.durable && runAt === 0 &&
       (f.spilled[priority]! > 0 || jobs.count >= this.#maxMemoryJobs)
@@ -1363,6 +1386,13 @@ export class Dispatcher {
 
   #getStatus(peer: Peer, handle: Uint8Array): void {
     const slot = this.slotOfHandle(handle);
+    if (slot === 0 && this.#cluster !== undefined) {
+      const n = clusterHandleNumber(handle);
+      if (n >= SPILL_BASE) {
+        this.#clusterStatus(peer, handle.slice(), n);
+        return;
+      }
+    }
     const w = peer.conn.out().begin(RES, T.STATUS_RES).bytes(handle).nul();
     if (slot === 0) {
       const onDisk = this.storedOnly(handle) !== undefined;
@@ -1389,6 +1419,10 @@ export class Dispatcher {
 
   #getStatusUnique(peer: Peer, unique: Uint8Array): void {
     const slot = this.slotOfUnique(unique);
+    if (slot === 0 && this.#cluster !== undefined && unique.length > 0) {
+      this.#clusterStatusUnique(peer, unique.slice());
+      return;
+    }
     const w = peer.conn.out().begin(RES, T.STATUS_RES_UNIQUE).bytes(unique).nul();
     if (slot === 0) {
       w.byteString("0\x000\x000\x000\x000").end();
@@ -1400,6 +1434,225 @@ export class Dispatcher {
     if (st) w.bytes(st[0]).nul().bytes(st[1]).nul();
     else w.byteString("0\x000\x00");
     w.decimal(this.clientsOf(slot).length).end();
+  }
+
+  // ------------------------------------------------------------ cluster
+
+  /**
+   * A background job in a cluster. Held here when this server's workers
+   * will take it soon (no claim round trip); otherwise queued for every
+   * server, whose workers claim it. Either way JOB_CREATED leaves after the
+   * commit.
+   */
+  #clusterSubmit(
+    peer: Peer,
+    f: FunctionEntry,
+    priority: number,
+    unique: Uint8Array,
+    data: Uint8Array,
+    reducer: Uint8Array | undefined,
+    runAt: number,
+    cron: string,
+    key: string | undefined,
+  ): void {
+    const cluster = this.#cluster!;
+    let handle: number;
+    try {
+      handle = cluster.nextHandle();
+    } catch (err) {
+      this.#error(peer, "QUEUE_ERROR", (err as Error).message);
+      return;
+    }
+    this.stats.submitted++;
+    f.metrics.submitted[priority]!++;
+    if (key === undefined && runAt === 0 && f.workers.size > 0 && f.ready < HOLD_LIMIT) {
+      const jobs = this.jobs;
+      const slot = jobs.add(f.id, priority, true, unique, data);
+      jobs.setHandle(slot, handle);
+      this.#movedSlots.set(handle, slot);
+      if (reducer !== undefined) this.#reducers.set(slot, reducer);
+      jobs.state[slot] = JobState.PENDING;
+      f.scheduled++;
+      this.store.add(this.#stored(slot));
+      this.#uncommitted.push(slot);
+      this.#cork(peer);
+      this.writeHandle(peer.conn.out().begin(RES, T.JOB_CREATED), slot).end();
+      return;
+    }
+    const job: StoredJob = {
+      handle,
+      seq: handle,
+      function: f.name,
+      functionBytes: f.nameBytes,
+      unique: unique.slice(),
+      data: data.slice(),
+      priority,
+      runAt,
+      cron,
+      retries: 0,
+      reducer: reducer ?? EMPTY,
+    };
+    if (key === undefined) {
+      cluster.enqueue(job);
+      this.#cork(peer);
+      peer.conn.out().begin(RES, T.JOB_CREATED).bytes(this.handlePrefix).decimal(handle).end();
+      return;
+    }
+    // A unique id: which job holds it in the cluster is known after the
+    // commit. The connection's next packets wait, so replies stay in order.
+    const conn = peer.conn;
+    conn.pause?.();
+    cluster.enqueueUnique(job).then((held) => {
+      if (!conn.closed) {
+        conn.out().begin(RES, T.JOB_CREATED).bytes(this.handlePrefix).decimal(held).end();
+      }
+      conn.resume?.();
+    }, (err: Error) => {
+      this.log.error("{error}; closing the connection of {remote}, which sees no JOB_CREATED", {
+        error: err.message,
+        remote: conn.remote,
+      });
+      conn.abort();
+    });
+    this.#scheduleCommit();
+  }
+
+  /** Claim jobs of `f` from the shared queue if its workers here may run out. */
+  #claimSoon(f: FunctionEntry): void {
+    if (f.claiming || !f.remote || this.#draining || this.#stopped || f.workers.size === 0) return;
+    if (f.queues[0].length + f.queues[1].length + f.queues[2].length >= CLAIM_LOW_WATER) return;
+    f.claiming = true;
+    f.claimAgain = false;
+    const cluster = this.#cluster!;
+    const name = f.name;
+    cluster.claim(name, CLAIM_BATCH).then((rows) => {
+      f.claiming = false;
+      if (this.#stopped || this.#draining) {
+        if (rows.length > 0) {
+          cluster.release(rows.map((j) => j.handle));
+          this.#scheduleCommit();
+        }
+        return;
+      }
+      const g = this.functionEntry(name);
+      for (const j of rows) this.#pageInJob(g, j);
+      g.remote = rows.length >= CLAIM_BATCH || f.claimAgain;
+      if (g.remote) this.#claimSoon(g);
+    }, (err: Error) => {
+      f.claiming = false;
+      this.log.warn("Claiming jobs of {function} from the cluster failed: {error}; retrying soon", {
+        function: name,
+        error: err.message,
+      });
+    });
+  }
+
+  /** Another server queued jobs of `fn` (or one died): claim if workers here can do it. */
+  #jobsAvailable(fn: string): void {
+    const f = this.functions.get(fn);
+    if (f === undefined) return; // nobody here can run it
+    f.remote = true;
+    if (f.claiming) f.claimAgain = true;
+    else this.#claimSoon(f);
+  }
+
+  /**
+   * Every CLUSTER_POLL_MS: functions with sleeping workers look for due
+   * jobs (scheduled ones come due without a notification), and jobs held
+   * for functions whose workers all left go back to the cluster.
+   */
+  #clusterPoll(): void {
+    if (this.#stopped || this.#draining) return;
+    for (const f of this.functions.values()) {
+      if (f.workers.size === 0) {
+        if (f.queues[0].length + f.queues[1].length + f.queues[2].length > 0) {
+          this.#dropHeld(true, f);
+        }
+      } else if (f.sleepers.size > 0) {
+        f.remote = true;
+        this.#claimSoon(f);
+      }
+    }
+  }
+
+  /**
+   * Take queued cluster jobs out of memory (those no client here waits
+   * on): give them back to the cluster (`release`), or just forget them
+   * when the cluster already took them back (lease lost).
+   */
+  #dropHeld(release: boolean, only?: FunctionEntry): void {
+    const jobs = this.jobs;
+    const handles: number[] = [];
+    for (const f of only === undefined ? this.functions.values() : [only]) {
+      const drop: number[] = [];
+      for (const q of f.queues) {
+        const all: number[] = [];
+        for (let slot = q.shift(jobs); slot !== 0; slot = q.shift(jobs)) all.push(slot);
+        for (const slot of all) {
+          q.push(jobs, slot);
+          if (
+            jobs.background[slot] === 1 && jobs.handleNumber(slot) >= SPILL_BASE &&
+            jobs.client[slot] === 0 && !this.#moreClients.has(slot)
+          ) drop.push(slot);
+        }
+      }
+      for (const slot of drop) {
+        handles.push(jobs.handleNumber(slot));
+        jobs.background[slot] = 0; // not removed from the store: it stays queued there
+        this.#finish(slot);
+      }
+      f.remote = true;
+    }
+    if (release && handles.length > 0) {
+      this.#cluster!.release(handles);
+      this.#scheduleCommit();
+    }
+    if (handles.length > 0) {
+      this.log.info("Gave {count} held job(s) back to the cluster: {why}", {
+        count: handles.length,
+        why: release ? "no worker here can run them" : "this server's lease ended",
+      });
+    }
+  }
+
+  /** GET_STATUS for a job this server does not have: ask the cluster. */
+  #clusterStatus(peer: Peer, handle: Uint8Array, n: number): void {
+    const conn = peer.conn;
+    conn.pause?.();
+    this.#cluster!.lookup(n).then((where) => {
+      if (conn.closed) return;
+      conn.out().begin(RES, T.STATUS_RES).bytes(handle).nul().byteString(
+        where === "unknown"
+          ? "0\x000\x000\x000"
+          : where === "held"
+          ? "1\x001\x000\x000"
+          : "1\x000\x000\x000",
+      ).end();
+    }, (err: Error) => {
+      if (!conn.closed) {
+        this.#error(peer, "QUEUE_ERROR", `Cannot look the job up in the cluster: ${err.message}`);
+      }
+    }).finally(() => conn.resume?.());
+  }
+
+  /** GET_STATUS_UNIQUE for a unique id this server does not have: ask the cluster. */
+  #clusterStatusUnique(peer: Peer, unique: Uint8Array): void {
+    const conn = peer.conn;
+    conn.pause?.();
+    this.#cluster!.lookupUnique(unique).then((found) => {
+      if (conn.closed) return;
+      conn.out().begin(RES, T.STATUS_RES_UNIQUE).bytes(unique).nul().byteString(
+        found === undefined
+          ? "0\x000\x000\x000\x000"
+          : found.held
+          ? "1\x001\x000\x000\x000"
+          : "1\x000\x000\x000\x000",
+      ).end();
+    }, (err: Error) => {
+      if (!conn.closed) {
+        this.#error(peer, "QUEUE_ERROR", `Cannot look the job up in the cluster: ${err.message}`);
+      }
+    }).finally(() => conn.resume?.());
   }
 
   // ----------------------------------------------------------- schedule
@@ -1484,4 +1737,10 @@ function uniqueKey(unique: Uint8Array, data: Uint8Array): string | undefined {
     return data.length > 0 ? "-\0" + byteString(data) : undefined;
   }
   return byteString(unique);
+}
+
+/** The number at the end of any server's handle (`H:host:N`), or -1. */
+function clusterHandleNumber(handle: Uint8Array): number {
+  const colon = handle.lastIndexOf(58 /* : */);
+  return colon < 0 ? -1 : parseDecimal(handle, colon + 1, handle.length);
 }

@@ -34,6 +34,12 @@ export class FunctionEntry {
   readonly uniques: Map<string, number> = new Map();
   /** Set once `drop function` removed it; peers holding it look it up again. */
   dropped = false;
+  /** Cluster: jobs of this function may wait in the shared queue. */
+  remote = true;
+  /** Cluster: a claim from the shared queue is in flight. */
+  claiming = false;
+  /** Cluster: more jobs were announced while claiming: claim again after. */
+  claimAgain = false;
   /** Queue limits by priority; 0 = unlimited. Undefined: the server default. */
   maxQueue: [number, number, number] | undefined;
 

@@ -79,10 +79,12 @@ export interface ServeOptions {
    * restart, like gearmand without a queue plugin) or `"sqlite:PATH"` (a
    * SQLite file: a job is committed before its JOB_CREATED is sent, and
    * replayed after a restart; needs --allow-read and --allow-write for
-   * PATH's directory).
+   * PATH's directory). Or a store already open, such as a
+   * `PostgresJobStore` shared by a cluster of servers (open it with
+   * `await PostgresJobStore.open(url)`); the server closes it when it stops.
    * @default "memory"
    */
-  store?: string;
+  store?: string | JobStore;
   /**
    * SQLite durability: `"normal"` survives the server being killed (kill
    * -9); `"full"` also survives a power cut, at a cost per commit.
@@ -173,10 +175,16 @@ export interface ServeOptions {
  * @throws {TypeError} When the option is not `memory` or `sqlite:PATH`.
  * @throws {StoreError} When the SQLite file cannot be used.
  */
-function openStore(spec: string, sync: "normal" | "full"): JobStore {
+function openStore(spec: string | JobStore, sync: "normal" | "full"): JobStore {
+  if (typeof spec !== "string") return spec;
   if (spec === "memory") return new MemoryJobStore();
   if (spec.startsWith("sqlite:") && spec.length > "sqlite:".length) {
     return SqliteJobStore.open(spec.slice("sqlite:".length), { sync });
+  }
+  if (/^postgres(ql)?:\/\//.test(spec)) {
+    throw new TypeError(
+      "Cannot start server: a Postgres store is opened asynchronously: pass `store: await PostgresJobStore.open(url)`",
+    );
   }
   throw new TypeError(
     `Cannot start server: store must be "memory" or "sqlite:PATH", received ${
@@ -343,7 +351,13 @@ export class Server implements AsyncDisposable {
       maxMemoryJobs,
       maxClientJobs,
     });
-    if (this.#store.durable) {
+    const cluster = this.#store.cluster;
+    if (cluster !== undefined) {
+      this.#logger.info(
+        "Job store {store}: joined the cluster as server {id} ({servers} server(s) share this queue)",
+        { store: this.#store.description, id: cluster.serverId, servers: cluster.servers().length },
+      );
+    } else if (this.#store.durable) {
       const restored = this.#dispatcher.restoreFrom(this.#store);
       this.#logger.info("Job store {store}: restored {count} job(s)", {
         store: this.#store.description,
@@ -558,19 +572,17 @@ export class Server implements AsyncDisposable {
     this.#done = true;
     clearInterval(this.#idleSweep);
     this.#dispatcher.stop();
+    let closed: Promise<void> | void = undefined;
     try {
-      this.#store.close();
+      closed = this.#store.close();
     } catch (err) {
       this.#logger.error("Closing job store {store} failed: {error}", {
         store: this.#store.description,
         error: (err as Error).message,
       });
     }
-    if (this.#http === undefined) this.#finished.resolve();
-    else {
-      const resolve = () => this.#finished.resolve();
-      void this.#http.close().then(resolve, resolve);
-    }
+    const resolve = () => this.#finished.resolve();
+    void Promise.all([closed, this.#http?.close()]).then(resolve, resolve);
   }
 
   /**

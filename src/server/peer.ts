@@ -21,6 +21,10 @@ export interface PeerConnection {
   uncork(): void;
   /** Close at once, dropping unsent output (a commit failed: its acks must not go out). */
   abort(): void;
+  /** Handle no more packets until `resume` (a reply waits for the store); optional. */
+  pause?(): void;
+  /** Handle the packets held back by `pause`. */
+  resume?(): void;
 }
 
 /** One connected client, worker or admin tool. */

@@ -37,6 +37,10 @@ export interface StreamFramer {
   commit(n: number): void;
   /** Report nothing more. */
   stop(): void;
+  /** Hold the packets after the current one until {@link StreamFramer.resume}. */
+  pause?(): void;
+  /** Report what {@link StreamFramer.pause} held back (may throw a framing error). */
+  resume?(): void;
 }
 
 export interface ConnectionOptions extends PacketFramerOptions {
@@ -91,6 +95,8 @@ export class Connection {
   #closing = false;
   #socketClosed = false;
   #drained: PromiseWithResolvers<void> | undefined;
+  /** Set while paused: the read loop waits for it. */
+  #paused: PromiseWithResolvers<void> | undefined;
   readonly #done: PromiseWithResolvers<Error | undefined> = Promise.withResolvers();
   /** Why the connection ended, when it was not a plain EOF or close. */
   #error: Error | undefined;
@@ -191,6 +197,9 @@ export class Connection {
     this.#out.reset();
     this.#closing = true;
     this.#framer.stop();
+    const paused = this.#paused;
+    this.#paused = undefined;
+    paused?.resolve();
     this.#closeSocket();
   }
 
@@ -235,6 +244,35 @@ export class Connection {
   }
 
   /**
+   * Stop handling packets after the current one until {@link resume}: a
+   * packet answered asynchronously (a store lookup) pauses its connection,
+   * so the packets after it are answered after it, in order. Nothing more
+   * is read meanwhile. A framer that cannot pause ignores it.
+   */
+  pause(): void {
+    if (this.#framer.pause === undefined || this.#closing) return;
+    this.#framer.pause();
+    this.#paused ??= Promise.withResolvers();
+  }
+
+  /** Handle the packets {@link pause} held back, then read again. */
+  resume(): void {
+    const gate = this.#paused;
+    if (gate === undefined) return;
+    this.#paused = undefined;
+    if (!this.#closing) {
+      try {
+        this.#framer.resume?.();
+      } catch (err) {
+        this.#error ??= err instanceof Error ? err : new Error(String(err));
+        if (this.#isProtocolError(err)) this.#onProtocolError?.(err as ProtocolError);
+        this.close();
+      }
+    }
+    gate.resolve();
+  }
+
+  /**
    * Resolves when the outbox is empty (or the socket is gone).
    *
    * @returns A promise for the drain.
@@ -257,6 +295,10 @@ export class Connection {
     const framer = this.#framer;
     try {
       while (!this.#closing) {
+        if (this.#paused !== undefined) {
+          await this.#paused.promise;
+          continue;
+        }
         if (this.backlog > this.#maxOutbox) {
           await this.drained();
           continue;
@@ -288,6 +330,9 @@ export class Connection {
     if (this.#closing) return;
     this.#closing = true;
     this.#framer.stop();
+    const paused = this.#paused;
+    this.#paused = undefined;
+    paused?.resolve();
     void this.#shutdown(flushTimeoutMs);
   }
 

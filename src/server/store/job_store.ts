@@ -142,6 +142,104 @@ export interface JobStore {
    * rejects (with nothing written) on failure.
    */
   commit(): Promise<void> | void;
-  /** Close the store; buffered writes are committed first. */
-  close(): void;
+  /**
+   * Close the store; buffered writes are committed first. A store that
+   * talks to a database resolves once it has said goodbye.
+   */
+  close(): void | Promise<void>;
+  /**
+   * Set by stores that several servers share (Postgres): the queue the
+   * whole cluster draws from. Undefined for a store of one server.
+   */
+  readonly cluster?: ClusterQueue;
+}
+
+/**
+ * Cluster-wide figures of one function: jobs no server holds yet, and
+ * jobs held (queued or running) by some server.
+ *
+ * @example
+ * ```ts
+ * import type { ClusterDepth } from "./job_store.ts";
+ * const d: ClusterDepth = { queued: 10, held: 2 };
+ * console.assert(d.queued + d.held === 12);
+ * ```
+ */
+export interface ClusterDepth {
+  /** Jobs waiting in the shared queue for any server's workers (due or scheduled). */
+  queued: number;
+  /** Jobs a server has claimed (queued there or running). */
+  held: number;
+}
+
+/**
+ * A server of the cluster, as the shared store sees it.
+ *
+ * @example
+ * ```ts
+ * import type { ClusterServer } from "./job_store.ts";
+ * const s: ClusterServer = { id: 1, name: "gm1:4730", heartbeatAgeMs: 120, held: 0 };
+ * console.assert(s.id === 1);
+ * ```
+ */
+export interface ClusterServer {
+  /** Id of this server's start (new at every start). */
+  id: number;
+  /** Host and port it serves on. */
+  name: string;
+  /** Milliseconds since its last heartbeat. */
+  heartbeatAgeMs: number;
+  /** Jobs it holds. */
+  held: number;
+}
+
+/**
+ * The shared queue of a cluster of servers on one database. Background
+ * and scheduled jobs are written to it, not held by the server that took
+ * them, unless that server has idle workers for them: any server whose
+ * workers can do a function claims its jobs in batches. A claimed job is
+ * held by its server until it ends; a server that stops heart-beating
+ * loses what it held to the others (at-least-once).
+ *
+ * Writes ({@link ClusterQueue.enqueue}, {@link ClusterQueue.enqueueUnique},
+ * {@link ClusterQueue.release}) are buffered with the store's other writes
+ * and committed by {@link JobStore.commit}.
+ *
+ * @example React to jobs arriving from other servers
+ * ```ts ignore
+ * store.cluster!.onAvailable = (fn) => console.log(`jobs for ${fn} wait`);
+ * ```
+ */
+export interface ClusterQueue {
+  /** This server's id in the cluster (also the store's `boot`). */
+  readonly serverId: number;
+  /** A handle number no other server of the cluster will give (sync: ids come in blocks). */
+  nextHandle(): number;
+  /** Buffer a job no server holds yet: any server's workers may claim it. */
+  enqueue(job: StoredJob): void;
+  /**
+   * Buffer a job with a unique id. Resolves after the commit with the handle
+   * of the job that holds that id in the cluster: this one, or one that was
+   * already queued or running somewhere.
+   */
+  enqueueUnique(job: StoredJob): Promise<number>;
+  /**
+   * Claim up to `limit` due jobs of a function that no server holds, for
+   * this server, highest priority and oldest first.
+   */
+  claim(fn: string, limit: number): Promise<StoredJob[]>;
+  /** Buffer: this server gives back held jobs it will not run (no workers here). */
+  release(handles: number[]): void;
+  /** Where a job is in the cluster: unknown, queued, or held by a server. */
+  lookup(handle: number): Promise<"unknown" | "queued" | "held">;
+  /** The handle and state of the job with this unique id in any function, if any. */
+  lookupUnique(unique: Uint8Array): Promise<{ handle: number; held: boolean } | undefined>;
+  /** Called when jobs of a function may be waiting (another server queued them, or a server died). */
+  onAvailable: ((fn: string) => void) | undefined;
+  /** Called when this server lost its lease: the jobs it held are no longer its own. */
+  onLeaseLost: (() => void) | undefined;
+  /** Cluster-wide figures by function, refreshed in the background (at most a second old while asked for). */
+  depth(): ReadonlyMap<string, ClusterDepth>;
+  /** The servers of the cluster, refreshed like {@link ClusterQueue.depth}. */
+  servers(): readonly ClusterServer[];
 }

@@ -1,0 +1,769 @@
+// A job store on PostgreSQL that several servers share: one durable queue
+// for a cluster. See ClusterQueue in job_store.ts for the model.
+//
+// The client is `postgres` (porsager/postgres.js) from npm: pure
+// JavaScript (no native build), pipelines queries on a connection, has
+// LISTEN/NOTIFY with reconnects, and sends bytea parameters as one hex
+// string each. Every batch of jobs therefore goes as ONE bytea blob plus
+// integer/text arrays of offsets and fields, split back into rows by
+// `unnest` and `substring` in the database: about 15x less client CPU than
+// a multi-row VALUES insert with a parameter per field (measured here:
+// 164k vs 57k rows/s for 64-byte jobs from one connection).
+
+import postgres from "postgres";
+import { createHash } from "node:crypto";
+import { getLogger } from "@logtape/logtape";
+import type {
+  ClusterDepth,
+  ClusterQueue,
+  ClusterServer,
+  DeadLetter,
+  JobStore,
+  StoredJob,
+} from "./job_store.ts";
+import { StoreError } from "./sqlite_store.ts";
+import { MIGRATIONS, SCHEMA_VERSION } from "./postgres_schema.ts";
+import { SPILL_BASE } from "../job_table.ts";
+
+/** Options for {@link PostgresJobStore.open}. */
+export interface PostgresStoreOptions {
+  /**
+   * Name of this server in the cluster's server list (host:port).
+   * @default "gearman"
+   */
+  name?: string;
+  /**
+   * How long a server may go without a heartbeat before the others take
+   * the jobs it held, in milliseconds. Heartbeats go every quarter of it.
+   * @default 10000
+   */
+  leaseMs?: number;
+  /**
+   * Seconds to wait for the database at start.
+   * @default 10
+   */
+  connectTimeoutSeconds?: number;
+}
+
+/** The NOTIFY channel servers listen on: the payload is a function name. */
+const CHANNEL = "gearman_jobs";
+/** Handles a server takes from the sequence at once (its INCREMENT BY). */
+const HANDLE_BLOCK = 65536;
+/** How long depth()/servers() keep refreshing after the last call. */
+const FIGURES_WANTED_MS = 10_000;
+
+type Sql = postgres.Sql<Record<string, postgres.PostgresType>>;
+type Tx = postgres.TransactionSql<Record<string, postgres.PostgresType>>;
+
+/** int8 as a JS number (handles are below 2^53), not a string. */
+const INT8_AS_NUMBER = {
+  to: 20,
+  from: [20],
+  serialize: (x: number): string => String(x),
+  parse: (x: string): number => Number(x),
+};
+
+/**
+ * The key under which a job coalesces with others: its unique id, or for
+ * the unique id `-` a digest of its data (none when the data is empty),
+ * as the dispatcher does in memory.
+ */
+function coalescingKey(unique: Uint8Array, data: Uint8Array): Uint8Array | undefined {
+  if (unique.length === 0) return undefined;
+  if (unique.length === 1 && unique[0] === 45 /* - */) {
+    if (data.length === 0) return undefined;
+    const digest = createHash("sha256").update(data).digest();
+    const key = new Uint8Array(2 + digest.length);
+    key[0] = 45;
+    key.set(digest, 2);
+    return key;
+  }
+  return unique;
+}
+
+/** A job read back from the database. */
+function rowToJob(r: Record<string, unknown>, fn: string): StoredJob {
+  return {
+    handle: r.id as number,
+    seq: r.id as number,
+    function: fn,
+    unique: r.uniq as Uint8Array,
+    data: r.data as Uint8Array,
+    priority: Number(r.priority),
+    runAt: r.run_at as number,
+    cron: r.cron as string,
+    retries: Number(r.retries),
+    reducer: (r.reducer as Uint8Array | null) ?? new Uint8Array(0),
+  };
+}
+
+/** Rows to insert, as arrays of fields plus one blob for all the bytes. */
+class RowBatch {
+  readonly ids: number[] = [];
+  readonly fns: string[] = [];
+  /** 1-based offsets and lengths in the blob; length -1 is NULL. */
+  readonly uo: number[] = [];
+  readonly ul: number[] = [];
+  readonly ko: number[] = [];
+  readonly kl: number[] = [];
+  readonly dof: number[] = [];
+  readonly dl: number[] = [];
+  readonly ro: number[] = [];
+  readonly rl: number[] = [];
+  readonly pri: number[] = [];
+  readonly runAt: number[] = [];
+  readonly cron: string[] = [];
+  readonly retries: number[] = [];
+  /** Server holding it, 0 for none. */
+  readonly owner: number[] = [];
+  #parts: Uint8Array[] = [];
+  #size = 0;
+
+  get length(): number {
+    return this.ids.length;
+  }
+
+  add(j: StoredJob, owner: number): void {
+    this.ids.push(j.handle);
+    this.fns.push(j.function);
+    this.#bytes(j.unique, this.uo, this.ul);
+    this.#bytes(coalescingKey(j.unique, j.data), this.ko, this.kl);
+    this.#bytes(j.data, this.dof, this.dl);
+    this.#bytes(
+      j.reducer !== undefined && j.reducer.length > 0 ? j.reducer : undefined,
+      this.ro,
+      this.rl,
+    );
+    this.pri.push(j.priority);
+    this.runAt.push(j.runAt);
+    this.cron.push(j.cron);
+    this.retries.push(j.retries);
+    this.owner.push(owner);
+  }
+
+  #bytes(b: Uint8Array | undefined, offsets: number[], lengths: number[]): void {
+    if (b === undefined) {
+      offsets.push(1);
+      lengths.push(-1);
+      return;
+    }
+    offsets.push(this.#size + 1);
+    lengths.push(b.length);
+    if (b.length > 0) this.#parts.push(b);
+    this.#size += b.length;
+  }
+
+  /** All the bytes, copied now (the views may be reused after the call). */
+  blob(): Uint8Array {
+    const out = new Uint8Array(this.#size);
+    let at = 0;
+    for (const p of this.#parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+
+  /** Insert the rows (those whose id or key is taken are skipped); resolves with the ids inserted. */
+  insert(tx: Tx): Promise<number[]> {
+    const blob = this.blob();
+    return tx`
+      WITH b AS (SELECT ${blob}::bytea AS b)
+      INSERT INTO gearman_jobs (id, function, uniq, ukey, data, priority, run_at, cron, retries, reducer, owner)
+      SELECT i.id, i.fn, substring(b.b FROM i.uo FOR i.ul),
+        CASE WHEN i.kl < 0 THEN NULL ELSE substring(b.b FROM i.ko FOR i.kl) END,
+        substring(b.b FROM i.dof FOR i.dl), i.p, i.r, i.c, i.t,
+        CASE WHEN i.rl < 0 THEN NULL ELSE substring(b.b FROM i.ro FOR i.rl) END,
+        NULLIF(i.o, 0)
+      FROM b, unnest(${this.ids}::int8[], ${this.fns}::text[], ${this.uo}::int4[], ${this.ul}::int4[],
+        ${this.ko}::int4[], ${this.kl}::int4[], ${this.dof}::int4[], ${this.dl}::int4[],
+        ${this.ro}::int4[], ${this.rl}::int4[], ${this.pri}::int2[], ${this.runAt}::int8[],
+        ${this.cron}::text[], ${this.retries}::int4[], ${this.owner}::int8[])
+        AS i(id, fn, uo, ul, ko, kl, dof, dl, ro, rl, p, r, c, t, o)
+      ON CONFLICT DO NOTHING
+      RETURNING id`.then((rows) => rows.map((r) => r.id as number));
+  }
+}
+
+/** A unique job waiting for the commit to learn which handle holds its key. */
+interface UniqueSubmit {
+  job: StoredJob;
+  key: Uint8Array;
+  resolve: (handle: number) => void;
+  reject: (err: Error) => void;
+}
+
+/** Say what went wrong opening the database and what to do about it. */
+function openError(description: string, err: unknown): StoreError {
+  const e = err as { code?: string; message?: string };
+  const code = e.code ?? "";
+  const message = e.message ?? String(err);
+  let hint = "";
+  if (code === "ECONNREFUSED" || /ECONNREFUSED|refused/i.test(message)) {
+    hint = "nothing accepts connections there; is PostgreSQL running on that host and port?";
+  } else if (code === "28P01" || code === "28000") {
+    hint = "check the user and password in the URL (or PGUSER/PGPASSWORD)";
+  } else if (code === "3D000") {
+    hint = "create the database first (createdb), or name one that exists";
+  } else if (code === "42501") {
+    hint = "the user may not create the server's tables: GRANT CREATE ON SCHEMA public to it, " +
+      "or start the server once as a user who may";
+  } else if (code === "CONNECT_TIMEOUT" || /timeout/i.test(message)) {
+    hint = "the database did not answer in time; check the host, port and firewall";
+  } else if (code === "ENOTFOUND" || /getaddrinfo|ENOTFOUND/.test(message)) {
+    hint = "the host name does not resolve; check the URL";
+  }
+  return new StoreError(
+    `Cannot open job store ${description}: ${message}${hint === "" ? "" : `; ${hint}`}`,
+    { cause: err },
+  );
+}
+
+/** A URL with its password masked, for logs. */
+function describe(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    return u.toString();
+  } catch {
+    return "postgres://(unparsable URL)";
+  }
+}
+
+/**
+ * A job store on PostgreSQL, shared by every server started with the same
+ * database: background and scheduled jobs submitted to any of them can be
+ * run by workers on any of them. Open it with {@link PostgresJobStore.open}.
+ *
+ * @example Start a server on a shared queue
+ * ```ts ignore
+ * import { PostgresJobStore } from "./postgres_store.ts";
+ * const store = await PostgresJobStore.open("postgres://gearman@db/gearman", { name: "gm1:4730" });
+ * // serve({ store }) hands it to a server, which closes it on shutdown.
+ * ```
+ */
+export class PostgresJobStore implements JobStore, ClusterQueue {
+  readonly description: string;
+  readonly durable = true;
+  readonly boot: number;
+  readonly serverId: number;
+  readonly cluster: ClusterQueue = this;
+  onAvailable: ((fn: string) => void) | undefined;
+  onLeaseLost: (() => void) | undefined;
+  readonly #sql: Sql;
+  readonly #name: string;
+  readonly #leaseMs: number;
+  readonly #log = getLogger(["gearman", "store"]);
+  #rows = new RowBatch();
+  #uniques: UniqueSubmit[] = [];
+  #removes: number[] = [];
+  #retryIds: number[] = [];
+  #retryValues: number[] = [];
+  #releases: number[] = [];
+  #dead: Omit<DeadLetter, "id">[] = [];
+  #deadRemoves: number[] = [];
+  /** Functions that got free jobs in the batch being built: NOTIFY on commit. */
+  #notify = new Set<string>();
+  #deadCache: DeadLetter[] = [];
+  #depth: ReadonlyMap<string, ClusterDepth> = new Map();
+  #servers: readonly ClusterServer[] = [];
+  #figuresWanted = 0;
+  #nextHandle = 0;
+  #handleEnd = 0;
+  #spareBlock: number | undefined;
+  #fetchingBlock = false;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #ticking = false;
+  #closed: Promise<void> | undefined;
+  #unlisten: (() => Promise<void>) | undefined;
+
+  private constructor(sql: Sql, description: string, serverId: number, options: {
+    name: string;
+    leaseMs: number;
+    firstBlock: number;
+  }) {
+    this.#sql = sql;
+    this.description = description;
+    this.serverId = serverId;
+    this.boot = serverId;
+    this.#name = options.name;
+    this.#leaseMs = options.leaseMs;
+    this.#nextHandle = options.firstBlock;
+    this.#handleEnd = options.firstBlock + HANDLE_BLOCK;
+  }
+
+  /**
+   * Connect, create or migrate the tables, and join the cluster.
+   *
+   * @param url A `postgres://user:password@host:port/database` URL (PG*
+   *   environment variables fill in what it leaves out, as for psql).
+   * @param options Cluster options.
+   * @returns The open store.
+   * @throws {StoreError} When the database cannot be reached or used; the
+   *   message says why and what to do.
+   */
+  static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresJobStore> {
+    const { name = "gearman", leaseMs = 10_000, connectTimeoutSeconds = 10 } = options;
+    const description = describe(url);
+    if (Deno.permissions.querySync({ name: "env" }).state !== "granted") {
+      throw new StoreError(
+        `Cannot open job store ${description}: the Postgres client reads the PG* environment variables (as psql does); run with --allow-env (-E)`,
+      );
+    }
+    let sql: Sql;
+    try {
+      sql = postgres(url, {
+        max: 4,
+        onnotice: () => {},
+        connect_timeout: connectTimeoutSeconds,
+        idle_timeout: 0,
+        types: { int8: INT8_AS_NUMBER },
+        connection: { application_name: `gearman ${name}` },
+      }) as unknown as Sql;
+    } catch (err) {
+      throw openError(description, err);
+    }
+    try {
+      await migrate(sql);
+      const [server] = await sql`
+        INSERT INTO gearman_servers (name) VALUES (${name}) RETURNING id`;
+      const [block] = await sql`SELECT nextval('gearman_handles') AS v`;
+      const store = new PostgresJobStore(sql, description, server!.id as number, {
+        name,
+        leaseMs,
+        firstBlock: SPILL_BASE + (block!.v as number),
+      });
+      await store.#start();
+      return store;
+    } catch (err) {
+      await sql.end({ timeout: 1 }).catch(() => {});
+      throw err instanceof StoreError ? err : openError(description, err);
+    }
+  }
+
+  async #start(): Promise<void> {
+    const listener = await this.#sql.listen(CHANNEL, (fn) => this.onAvailable?.(fn));
+    this.#unlisten = () => listener.unlisten();
+    this.#deadCache = await this.#loadDead();
+    await this.refreshFigures();
+    const every = Math.max(100, Math.min(1000, Math.floor(this.#leaseMs / 4)));
+    this.#timer = setInterval(() => void this.#tick(), every);
+    Deno.unrefTimer(this.#timer);
+  }
+
+  // ------------------------------------------------------------ JobStore
+
+  /** Nothing to replay: a server of a cluster claims what it runs. */
+  load(): Iterable<StoredJob> {
+    return [];
+  }
+
+  /** Nothing to replay (see {@link load}). */
+  loadHead(_limit: number): Iterable<StoredJob> {
+    return [];
+  }
+
+  /** Nothing to replay (see {@link load}). */
+  loadTimed(_afterSeq: number): Iterable<StoredJob> {
+    return [];
+  }
+
+  /** Nothing is paged: jobs are claimed (see {@link claim}). */
+  backlog(_afterSeq: number): { function: string; priority: number; count: number }[] {
+    return [];
+  }
+
+  /** Nothing is paged: jobs are claimed (see {@link claim}). */
+  page(_fn: string, _priority: number, _afterSeq: number, _limit: number): StoredJob[] {
+    return [];
+  }
+
+  /** Lookups go through {@link enqueueUnique} (asynchronous). */
+  findByUnique(_fn: string, _unique: Uint8Array, _data: Uint8Array): StoredJob | undefined {
+    return undefined;
+  }
+
+  /** Lookups go through {@link lookup} (asynchronous). */
+  findByHandle(_handle: number): StoredJob | undefined {
+    return undefined;
+  }
+
+  /** Not used by a cluster (handles come from {@link nextHandle}). */
+  maxSeq(): number {
+    return 0;
+  }
+
+  /** A job this server holds (it keeps it in memory and runs it). */
+  add(job: StoredJob): void {
+    this.#rows.add(job, this.serverId);
+  }
+
+  remove(handle: number): void {
+    this.#removes.push(handle);
+  }
+
+  setRetries(handle: number, retries: number): void {
+    this.#retryIds.push(handle);
+    this.#retryValues.push(retries);
+  }
+
+  addDeadLetter(letter: Omit<DeadLetter, "id">): void {
+    this.#dead.push({
+      ...letter,
+      unique: letter.unique.slice(),
+      data: letter.data.slice(),
+    });
+    this.#removes.push(letter.handle);
+  }
+
+  deadLetters(): DeadLetter[] {
+    this.#figuresWanted = Date.now();
+    return this.#deadCache.slice();
+  }
+
+  removeDeadLetter(id: number): boolean {
+    const i = this.#deadCache.findIndex((d) => d.id === id);
+    if (i < 0) return false;
+    this.#deadCache.splice(i, 1);
+    this.#deadRemoves.push(id);
+    return true;
+  }
+
+  get pending(): boolean {
+    return this.#rows.length > 0 || this.#uniques.length > 0 || this.#removes.length > 0 ||
+      this.#retryIds.length > 0 || this.#releases.length > 0 || this.#dead.length > 0 ||
+      this.#deadRemoves.length > 0;
+  }
+
+  commit(): Promise<void> | void {
+    if (!this.pending) return;
+    const rows = this.#rows;
+    const uniques = this.#uniques;
+    const removes = this.#removes;
+    const retryIds = this.#retryIds;
+    const retryValues = this.#retryValues;
+    const releases = this.#releases;
+    const dead = this.#dead;
+    const deadRemoves = this.#deadRemoves;
+    const notify = this.#notify;
+    this.#rows = new RowBatch();
+    this.#uniques = [];
+    this.#removes = [];
+    this.#retryIds = [];
+    this.#retryValues = [];
+    this.#releases = [];
+    this.#dead = [];
+    this.#deadRemoves = [];
+    this.#notify = new Set();
+    const handles: number[] = [];
+    const me = this.serverId;
+    const done = this.#sql.begin(async (tx) => {
+      const q: Promise<unknown>[] = [];
+      if (rows.length > 0) q.push(rows.insert(tx));
+      for (const u of uniques) {
+        q.push(insertUnique(tx, u).then((h) => handles.push(h)));
+        notify.add(u.job.function);
+      }
+      if (removes.length > 0) {
+        q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${removes}::int8[])`);
+      }
+      if (retryIds.length > 0) {
+        q.push(tx`
+          UPDATE gearman_jobs j SET retries = v.r
+          FROM unnest(${retryIds}::int8[], ${retryValues}::int4[]) AS v(id, r) WHERE j.id = v.id`);
+      }
+      if (releases.length > 0) {
+        q.push(
+          tx`UPDATE gearman_jobs SET owner = NULL WHERE id = ANY(${releases}::int8[]) AND owner = ${me}
+             RETURNING function`.then((r) => {
+            for (const row of r) notify.add(row.function as string);
+          }),
+        );
+      }
+      for (const d of dead) {
+        q.push(tx`
+          INSERT INTO gearman_dead (handle, function, uniq, data, priority, retries, failed_at, reason)
+          VALUES (${d.handle}, ${d.function}, ${d.unique}, ${d.data}, ${d.priority}, ${d.retries},
+            ${d.failedAt}, ${d.reason})`);
+      }
+      if (deadRemoves.length > 0) {
+        q.push(tx`DELETE FROM gearman_dead WHERE id = ANY(${deadRemoves}::int8[])`);
+      }
+      await Promise.all(q);
+      if (notify.size > 0) {
+        await tx`SELECT pg_notify(${CHANNEL}, f) FROM unnest(${[...notify]}::text[]) AS f`;
+      }
+    });
+    return done.then(
+      () => {
+        for (let i = 0; i < uniques.length; i++) uniques[i]!.resolve(handles[i]!);
+        if (dead.length > 0) void this.#loadDead().then((d) => this.#deadCache = d, () => {});
+      },
+      (err) => {
+        const e = new StoreError(
+          `Cannot commit to job store ${this.description}: ${(err as Error).message}`,
+          { cause: err },
+        );
+        for (const u of uniques) u.reject(e);
+        throw e;
+      },
+    );
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    clearInterval(this.#timer);
+    try {
+      if (this.pending) await this.commit();
+      await this.#unlisten?.();
+      // Whatever is still held goes back to the cluster, now rather than
+      // at the end of the lease.
+      const freed = await this.#sql`
+        UPDATE gearman_jobs SET owner = NULL WHERE owner = ${this.serverId} RETURNING function`;
+      await this.#sql`DELETE FROM gearman_servers WHERE id = ${this.serverId}`;
+      await this.#notifyFunctions(freed.map((r) => r.function as string));
+    } catch (err) {
+      this.#log.error(
+        "Closing job store {store} failed: {error}; jobs this server held go back to the cluster when its lease ends",
+        { store: this.description, error: (err as Error).message },
+      );
+    } finally {
+      await this.#sql.end({ timeout: 2 }).catch(() => {});
+    }
+  }
+
+  // -------------------------------------------------------- ClusterQueue
+
+  nextHandle(): number {
+    if (this.#nextHandle >= this.#handleEnd) {
+      if (this.#spareBlock === undefined) {
+        throw new StoreError(
+          "Cannot give a job handle: the next block of handles has not come from the database yet; retry the submit",
+        );
+      }
+      this.#nextHandle = this.#spareBlock;
+      this.#handleEnd = this.#spareBlock + HANDLE_BLOCK;
+      this.#spareBlock = undefined;
+    }
+    if (
+      this.#spareBlock === undefined && !this.#fetchingBlock &&
+      this.#handleEnd - this.#nextHandle < HANDLE_BLOCK / 2
+    ) {
+      this.#fetchingBlock = true;
+      this.#sql`SELECT nextval('gearman_handles') AS v`.then(
+        ([r]) => this.#spareBlock = SPILL_BASE + (r!.v as number),
+        (err) =>
+          this.#log.error("Taking a block of job handles failed: {error}", { error: err.message }),
+      ).finally(() => this.#fetchingBlock = false);
+    }
+    return this.#nextHandle++;
+  }
+
+  enqueue(job: StoredJob): void {
+    this.#rows.add(job, 0);
+    this.#notify.add(job.function);
+  }
+
+  enqueueUnique(job: StoredJob): Promise<number> {
+    const key = coalescingKey(job.unique, job.data);
+    if (key === undefined) {
+      this.enqueue(job);
+      return Promise.resolve(job.handle);
+    }
+    return new Promise((resolve, reject) => {
+      this.#uniques.push({ job, key, resolve, reject });
+    });
+  }
+
+  async claim(fn: string, limit: number): Promise<StoredJob[]> {
+    const me = this.serverId;
+    const rows = await this.#sql`
+      UPDATE gearman_jobs j SET owner = ${me}
+      FROM (
+        SELECT id FROM gearman_jobs
+        WHERE owner IS NULL AND function = ${fn} AND run_at <= ${Date.now()}
+        ORDER BY priority, id LIMIT ${limit}
+        FOR UPDATE SKIP LOCKED
+      ) c
+      WHERE j.id = c.id AND EXISTS (SELECT 1 FROM gearman_servers WHERE id = ${me})
+      RETURNING j.id, j.uniq, j.data, j.priority, j.run_at, j.cron, j.retries, j.reducer`;
+    const jobs = rows.map((r) => rowToJob(r, fn));
+    jobs.sort((a, b) => a.priority - b.priority || a.handle - b.handle);
+    return jobs;
+  }
+
+  release(handles: number[]): void {
+    for (const h of handles) this.#releases.push(h);
+  }
+
+  async lookup(handle: number): Promise<"unknown" | "queued" | "held"> {
+    const [row] = await this.#sql`SELECT owner FROM gearman_jobs WHERE id = ${handle}`;
+    if (row === undefined) return "unknown";
+    return row.owner === null ? "queued" : "held";
+  }
+
+  async lookupUnique(
+    unique: Uint8Array,
+  ): Promise<{ handle: number; held: boolean } | undefined> {
+    if (unique.length === 0) return undefined;
+    const [row] = await this.#sql`
+      SELECT id, owner FROM gearman_jobs WHERE ukey = ${unique} LIMIT 1`;
+    return row === undefined ? undefined : { handle: row.id as number, held: row.owner !== null };
+  }
+
+  depth(): ReadonlyMap<string, ClusterDepth> {
+    this.#figuresWanted = Date.now();
+    return this.#depth;
+  }
+
+  servers(): readonly ClusterServer[] {
+    this.#figuresWanted = Date.now();
+    return this.#servers;
+  }
+
+  /** Refresh {@link depth} and {@link servers} now (they refresh every heartbeat while asked for). */
+  async refreshFigures(): Promise<void> {
+    const [depth, servers] = await Promise.all([
+      this.#sql`
+        SELECT function, count(*) FILTER (WHERE owner IS NULL)::int AS queued,
+          count(*) FILTER (WHERE owner IS NOT NULL)::int AS held
+        FROM gearman_jobs GROUP BY function`,
+      this.#sql`
+        SELECT s.id, s.name,
+          (extract(epoch FROM clock_timestamp() - s.heartbeat) * 1000)::int AS age,
+          (SELECT count(*) FROM gearman_jobs j WHERE j.owner = s.id)::int AS held
+        FROM gearman_servers s ORDER BY s.id`,
+    ]);
+    const map = new Map<string, ClusterDepth>();
+    for (const r of depth) {
+      map.set(r.function as string, { queued: r.queued as number, held: r.held as number });
+    }
+    this.#depth = map;
+    this.#servers = servers.map((r) => ({
+      id: r.id as number,
+      name: r.name as string,
+      heartbeatAgeMs: Math.max(0, r.age as number),
+      held: r.held as number,
+    }));
+  }
+
+  // ------------------------------------------------------------ upkeep
+
+  /** Heartbeat, take over the jobs of servers whose lease ended, refresh figures. */
+  async #tick(): Promise<void> {
+    if (this.#ticking || this.#closed !== undefined) return;
+    this.#ticking = true;
+    try {
+      const me = this.serverId;
+      const beat = await this.#sql`
+        UPDATE gearman_servers SET heartbeat = now() WHERE id = ${me} RETURNING id`;
+      if (beat.length === 0) {
+        this.#log.error(
+          "This server's lease in the cluster ended (no heartbeat for {lease} ms, e.g. the database was unreachable): the jobs it held were given to other servers, and may run twice; joining again",
+          { lease: this.#leaseMs },
+        );
+        await this.#sql`INSERT INTO gearman_servers (id, name) VALUES (${me}, ${this.#name})`;
+        this.onLeaseLost?.();
+      }
+      const freed = await this.#sql`
+        WITH dead AS (
+          DELETE FROM gearman_servers
+          WHERE heartbeat < now() - ${this.#leaseMs} * interval '1 millisecond' RETURNING id, name
+        )
+        UPDATE gearman_jobs SET owner = NULL
+        WHERE owner IN (SELECT id FROM dead)
+        RETURNING function, owner`;
+      if (freed.length > 0) {
+        this.#log.warn(
+          "Took back {count} job(s) held by cluster server(s) whose lease ended (no heartbeat for {lease} ms); they run again",
+          { count: freed.length, lease: this.#leaseMs },
+        );
+        await this.#notifyFunctions(freed.map((r) => r.function as string));
+      }
+      if (Date.now() - this.#figuresWanted < FIGURES_WANTED_MS) {
+        await this.refreshFigures();
+        this.#deadCache = await this.#loadDead();
+      }
+    } catch (err) {
+      if (this.#closed === undefined) {
+        this.#log.warn("Cluster heartbeat failed: {error}; retrying", {
+          error: (err as Error).message,
+        });
+      }
+    } finally {
+      this.#ticking = false;
+    }
+  }
+
+  async #notifyFunctions(fns: string[]): Promise<void> {
+    const unique = [...new Set(fns)];
+    if (unique.length === 0) return;
+    await this.#sql`SELECT pg_notify(${CHANNEL}, f) FROM unnest(${unique}::text[]) AS f`;
+  }
+
+  async #loadDead(): Promise<DeadLetter[]> {
+    const rows = await this.#sql`
+      SELECT id, handle, function, uniq, data, priority, retries, failed_at, reason
+      FROM gearman_dead ORDER BY id`;
+    return rows.map((r) => ({
+      id: r.id as number,
+      handle: r.handle as number,
+      function: r.function as string,
+      unique: r.uniq as Uint8Array,
+      data: r.data as Uint8Array,
+      priority: Number(r.priority),
+      retries: Number(r.retries),
+      failedAt: r.failed_at as number,
+      reason: r.reason as string,
+    }));
+  }
+}
+
+/**
+ * Insert a job with a unique id unless a job with that key exists; the
+ * handle of whichever holds the key. A key inserted by a transaction that
+ * commits meanwhile is not in this statement's snapshot: then try again.
+ */
+async function insertUnique(tx: Tx, u: UniqueSubmit): Promise<number> {
+  const j = u.job;
+  const reducer = j.reducer !== undefined && j.reducer.length > 0 ? j.reducer : null;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const rows = await tx`
+      WITH ins AS (
+        INSERT INTO gearman_jobs (id, function, uniq, ukey, data, priority, run_at, cron, retries, reducer)
+        VALUES (${j.handle}, ${j.function}, ${j.unique}, ${u.key}, ${j.data}, ${j.priority},
+          ${j.runAt}, ${j.cron}, ${j.retries}, ${reducer})
+        ON CONFLICT DO NOTHING RETURNING id
+      )
+      SELECT id FROM ins
+      UNION ALL
+      SELECT id FROM gearman_jobs WHERE function = ${j.function} AND ukey = ${u.key}
+      LIMIT 1`;
+    if (rows.length > 0) return rows[0]!.id as number;
+  }
+  throw new StoreError(
+    `Cannot queue job with unique id for ${j.function}: the key kept changing hands; retry the submit`,
+  );
+}
+
+/** Create or migrate the tables, one server at a time. */
+async function migrate(sql: Sql): Promise<void> {
+  await sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(4730)`;
+    await tx`CREATE TABLE IF NOT EXISTS gearman_schema (version integer NOT NULL)`;
+    const [row] = await tx`SELECT version FROM gearman_schema`;
+    let version = row === undefined ? 0 : row.version as number;
+    if (row === undefined) await tx`INSERT INTO gearman_schema (version) VALUES (0)`;
+    if (version > SCHEMA_VERSION) {
+      throw new StoreError(
+        `Cannot use job store: its schema is version ${version}, newer than this server's ${SCHEMA_VERSION}; upgrade the server`,
+      );
+    }
+    for (; version < SCHEMA_VERSION; version++) await tx.unsafe(MIGRATIONS[version]!);
+    await tx`UPDATE gearman_schema SET version = ${version}`;
+  });
+}

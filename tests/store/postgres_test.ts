@@ -1,0 +1,442 @@
+// The Postgres store: several server processes on one real PostgreSQL
+// (Debian's, started in a temp dir on a free port) share one durable queue.
+
+import assert from "node:assert/strict";
+import { runServer, ServerProcess } from "./_process.ts";
+import {
+  adminOf,
+  closeAll,
+  connect,
+  expectPacket,
+  grab,
+  type PacketClient,
+  sync,
+  waitFor,
+  waitForJob,
+  worker,
+} from "./_gearman.ts";
+import { postgresBin, startPostgres, type TempPostgres } from "../_postgres.ts";
+
+const INSTALLED = postgresBin() !== undefined;
+const ignore = !INSTALLED;
+if (!INSTALLED) {
+  console.warn(
+    "postgres tests skipped: PostgreSQL is not installed (apt-get install -y postgresql; .ci/run installs it)",
+  );
+}
+
+let pg: Promise<TempPostgres> | undefined;
+/** The shared PostgreSQL, started by the first test that needs it and stopped by the last. */
+function postgresServer(): Promise<TempPostgres> {
+  return pg ??= startPostgres();
+}
+
+let databases = 0;
+/** A fresh database for one test. */
+async function freshDatabase(): Promise<string> {
+  return (await postgresServer()).createDatabase(`gearman_t${++databases}_${Date.now() % 100000}`);
+}
+
+/** Server processes and connections of one test, all closed at the end. */
+class Cluster implements AsyncDisposable {
+  readonly servers: ServerProcess[] = [];
+  readonly conns: PacketClient[] = [];
+  readonly url: string;
+
+  constructor(url: string) {
+    this.url = url;
+  }
+
+  static async create(): Promise<Cluster> {
+    return new Cluster(await freshDatabase());
+  }
+
+  async start(count: number, args: string[] = []): Promise<ServerProcess[]> {
+    const started = await Promise.all(
+      Array.from({ length: count }, () =>
+        ServerProcess.start({
+          args: ["--store", this.url, "--cluster-lease", "1.5", ...args],
+        })),
+    );
+    this.servers.push(...started);
+    return started;
+  }
+
+  async connect(server: ServerProcess): Promise<PacketClient> {
+    const c = await connect(server.port);
+    this.conns.push(c);
+    return c;
+  }
+
+  async worker(server: ServerProcess, ...fns: string[]): Promise<PacketClient> {
+    const w = await worker(server.port, ...fns);
+    this.conns.push(w);
+    return w;
+  }
+
+  /** Rows left in the shared queue. */
+  async rows(where = "true"): Promise<number> {
+    const db = new URL(this.url).pathname.slice(1);
+    return Number((await (await postgresServer()).psql(
+      `SELECT count(*) FROM gearman_jobs WHERE ${where}`,
+      db,
+    )).trim());
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await closeAll(...this.conns);
+    for (const s of this.servers) await s.kill("SIGTERM");
+  }
+}
+
+/** Submit background jobs; returns their handles in order. */
+async function submitBackground(
+  conn: PacketClient,
+  fn: string,
+  data: string[],
+  unique = (_: string) => "",
+): Promise<string[]> {
+  for (const d of data) conn.send("SUBMIT_JOB_BG", fn, unique(d), d);
+  const handles: string[] = [];
+  for (const _ of data) handles.push((await expectPacket(conn, "JOB_CREATED", 10_000))[0]!);
+  return handles;
+}
+
+/**
+ * A worker loop on a raw connection: grab, record, complete; sleep when
+ * there is nothing. Stops when `stop()` is called or the connection ends.
+ */
+function runWorker(
+  w: PacketClient,
+  onJob: (data: string, handle: string) => void,
+  delayMs = 0,
+): { stop: () => void; done: Promise<void> } {
+  let stopped = false;
+  let failure: Error | undefined = undefined;
+  const done = (async () => {
+    try {
+      while (!stopped) {
+        w.send("GRAB_JOB_UNIQ");
+        let p = await w.receive(10_000);
+        while (p.name === "NOOP") p = await w.receive(10_000); // a late wake-up
+        if (p.name === "NO_JOB") {
+          w.send("PRE_SLEEP");
+          // Wait for the NOOP, at most 300 ms: then grab again anyway (and check stop).
+          if (!(await w.silentFor(300))) await w.receive(1000);
+          if (w.ended) break;
+          continue;
+        }
+        assert.equal(p.name, "JOB_ASSIGN_UNIQ");
+        const [handle = "", , , data = ""] = p.args.map((a) => new TextDecoder().decode(a));
+        onJob(data, handle);
+        if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+        w.send("WORK_COMPLETE", handle, "ok");
+      }
+    } catch (err) {
+      // The connection closed: the worker ends. Anything else is a test failure.
+      if ((err as Error).name !== "ConnectionClosedError") failure = err as Error;
+    }
+    if (failure !== undefined) throw failure; // surfaces as the test's uncaught error
+  })();
+  return { stop: () => stopped = true, done };
+}
+
+Deno.test({
+  name: "postgres: jobs submitted round-robin to three servers are all run by workers of one",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b, cs] = await c.start(3);
+    const clients = [await c.connect(a!), await c.connect(b!), await c.connect(cs!)];
+    const ran = new Map<string, number>();
+    const w = await c.worker(cs!, "rr");
+    const loop = runWorker(w, (d) => ran.set(d, (ran.get(d) ?? 0) + 1));
+    const all: string[] = [];
+    for (let round = 0; round < 10; round++) {
+      await Promise.all(clients.map((cl, i) => {
+        const data = Array.from({ length: 20 }, (_, k) => `job-${round}-${i}-${k}`);
+        all.push(...data);
+        return submitBackground(cl, "rr", data);
+      }));
+    }
+    await waitFor("every job to run", () => ran.size === all.length, 20_000);
+    loop.stop();
+    for (const d of all) assert.equal(ran.get(d), 1, `${d} ran ${ran.get(d)} times`);
+    await waitFor("the queue to empty", async () => await c.rows() === 0, 5000);
+  },
+});
+
+Deno.test({
+  name:
+    "postgres: a server killed with SIGKILL mid-run loses no acknowledged job; only jobs its worker had started run again",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b, victim] = await c.start(3);
+    const acknowledged: string[] = [];
+    const runs = new Map<string, number>();
+    const startedOnVictim = new Set<string>();
+    // Workers attach to the victim only, and work slowly, so it holds jobs when it dies.
+    const w1 = await c.worker(victim!, "slow");
+    const l1 = runWorker(w1, (d) => {
+      startedOnVictim.add(d);
+      runs.set(d, (runs.get(d) ?? 0) + 1);
+    }, 5);
+    const clients = [await c.connect(a!), await c.connect(b!), await c.connect(victim!)];
+    for (let i = 0; i < 3; i++) {
+      const data = Array.from({ length: 150 }, (_, k) => `k-${i}-${k}`);
+      await submitBackground(clients[i]!, "slow", data);
+      acknowledged.push(...data);
+    }
+    await waitFor("the victim's worker to be mid-run", () => startedOnVictim.size >= 60, 20_000);
+    await victim!.kill("SIGKILL");
+    const atKill = new Set(startedOnVictim);
+    await l1.done;
+    // A worker on another server takes over, once the victim's lease ends.
+    const w2 = await c.worker(a!, "slow");
+    const l2 = runWorker(w2, (d) => runs.set(d, (runs.get(d) ?? 0) + 1));
+    await waitFor(
+      "every acknowledged job to run",
+      () => acknowledged.every((d) => runs.has(d)),
+      30_000,
+    );
+    l2.stop();
+    const twice = acknowledged.filter((d) => runs.get(d)! > 1);
+    for (const d of twice) {
+      assert.ok(atKill.has(d), `${d} ran twice but the killed server's worker never started it`);
+      assert.equal(runs.get(d), 2, `${d} ran ${runs.get(d)} times`);
+    }
+    assert.ok(
+      twice.length <= 2,
+      `re-runs: ${twice.join(", ")} (expected only the job in progress)`,
+    );
+    await waitFor("the queue to empty", async () => await c.rows() === 0, 5000);
+    // The survivors list two live servers.
+    const admin = await adminOf(b!.port);
+    try {
+      await waitFor("the dead server to leave the server list", async () => {
+        const lines = await admin.command("cluster");
+        return lines.filter((l) => l.startsWith("server\t")).length === 2;
+      }, 10_000);
+    } finally {
+      await admin.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres: a unique id coalesces across servers; GET_STATUS works on any server",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2);
+    const ca = await c.connect(a!);
+    const cb = await c.connect(b!);
+    const [h1] = await submitBackground(ca, "uq", ["payload"], () => "order-42");
+    const [h2] = await submitBackground(cb, "uq", ["other payload"], () => "order-42");
+    assert.equal(h2, h1, "the second server gave the handle of the job already queued");
+    // Pipelined after a unique submit: replies stay in order.
+    cb.send("SUBMIT_JOB_BG", "uq", "order-43", "x");
+    cb.send("ECHO_REQ", "after");
+    const [h3] = await expectPacket(cb, "JOB_CREATED");
+    assert.deepEqual(await expectPacket(cb, "ECHO_RES"), ["after"]);
+    assert.notEqual(h3, h1);
+    assert.equal(await c.rows(), 2);
+    // Either server knows either job.
+    for (const conn of [ca, cb]) {
+      conn.send("GET_STATUS", h1!);
+      assert.deepEqual(await expectPacket(conn, "STATUS_RES"), [h1, "1", "0", "0", "0"]);
+      conn.send("GET_STATUS_UNIQUE", "order-43");
+      assert.deepEqual((await expectPacket(conn, "STATUS_RES_UNIQUE")).slice(0, 3), [
+        "order-43",
+        "1",
+        "0",
+      ]);
+    }
+    cb.send("GET_STATUS", "H:test:4503599627370495");
+    assert.deepEqual(await expectPacket(cb, "STATUS_RES"), [
+      "H:test:4503599627370495",
+      "0",
+      "0",
+      "0",
+      "0",
+    ]);
+    // The job runs once, on a worker of the other server.
+    const w = await c.worker(b!, "uq");
+    const ran: string[] = [];
+    const loop = runWorker(w, (d) => ran.push(d));
+    await waitFor("both jobs to run", () => ran.length === 2, 10_000);
+    loop.stop();
+    assert.deepEqual(ran.sort(), ["payload", "x"]);
+    // Done: the unique id is free again.
+    const [h4] = await submitBackground(ca, "uq", ["again"], () => "order-42");
+    assert.notEqual(h4, h1);
+  },
+});
+
+Deno.test({
+  name:
+    "postgres: a sleeping worker on one server is woken by a submit to another; status and metrics show the shared queue",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2);
+    const w = await c.worker(b!, "wake");
+    assert.equal(await grab(w), undefined);
+    w.send("PRE_SLEEP");
+    await sync(await c.connect(b!));
+    const ca = await c.connect(a!);
+    await submitBackground(ca, "wake", ["hello"]);
+    await expectPacket(w, "NOOP", 5000);
+    const job = await grab(w);
+    assert.equal(job?.data, "hello");
+    w.send("WORK_COMPLETE", job!.handle, "");
+    // Nobody can run "nobody": its jobs wait in the shared queue, and every
+    // server's status counts them.
+    await submitBackground(ca, "nobody", ["1", "2", "3"]);
+    for (const s of [a!, b!]) {
+      const admin = await adminOf(s.port);
+      try {
+        await waitFor("status to show the shared queue", async () => {
+          const row = (await admin.status()).find((r) => r.function === "nobody");
+          return row?.total === 3;
+        }, 10_000);
+        const lines = await admin.command("cluster");
+        assert.equal(lines.filter((l) => l.startsWith("server\t")).length, 2, lines.join("\n"));
+        assert.ok(lines.some((l) => l.endsWith("\tself")), lines.join("\n"));
+        assert.ok(lines.includes("function\tnobody\t3\t0"), lines.join("\n"));
+      } finally {
+        await admin.close();
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres: a scheduled job submitted to one server runs once, on time, on another's worker",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2);
+    const ca = await c.connect(a!);
+    const at = Math.floor(Date.now() / 1000) + 2;
+    ca.send("SUBMIT_JOB_EPOCH", "later", "", String(at), "tick");
+    await expectPacket(ca, "JOB_CREATED");
+    const w = await c.worker(b!, "later");
+    const ran: number[] = [];
+    const loop = runWorker(w, () => ran.push(Date.now()));
+    await waitFor("the scheduled job to run", () => ran.length === 1, 10_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    loop.stop();
+    assert.equal(ran.length, 1);
+    assert.ok(ran[0]! >= at * 1000, `ran ${at * 1000 - ran[0]!} ms early`);
+  },
+});
+
+Deno.test({
+  name: "postgres: a job whose workers keep dying becomes a dead letter visible on every server",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2, ["--job-retries", "1"]);
+    const ca = await c.connect(a!);
+    const [handle] = await submitBackground(ca, "crash", ["boom"]);
+    const w = await worker(a!.port, "crash");
+    const { job } = await waitForJob(w, 5000);
+    assert.equal(job.handle, handle);
+    await w.close(); // dies holding it: retries exhausted
+    await waitFor("the job to leave the queue", async () => await c.rows() === 0, 5000);
+    const admin = await adminOf(b!.port);
+    try {
+      await waitFor("the dead letter to show", async () => {
+        const lines = await admin.command("show dead");
+        return lines.some((l) => l.includes("crash"));
+      }, 10_000);
+    } finally {
+      await admin.close();
+    }
+  },
+});
+
+/** The one line a failed start printed. */
+function oneErrorLine(stderr: string): string {
+  const lines = stderr.trim().split("\n").filter((l) => l !== "");
+  assert.equal(lines.length, 1, `expected one line, got:\n${stderr}`);
+  return lines[0]!;
+}
+
+Deno.test({
+  name: "postgres: bad configuration gives one clear error line and exit code 1",
+  ignore,
+  async fn() {
+    const p = await postgresServer();
+    // Nothing listens on this port.
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const deadPort = (l.addr as Deno.NetAddr).port;
+    l.close();
+    const unreachable = await runServer({
+      args: ["--store", `postgres://gearman:x@127.0.0.1:${deadPort}/gearman`],
+    });
+    assert.equal(unreachable.code, 1);
+    assert.match(oneErrorLine(unreachable.stderr), /ECONNREFUSED|refused.*is PostgreSQL running/);
+
+    const wrongPassword = await runServer({
+      args: ["--store", p.urlFor("postgres", p.user, "not-the-password")],
+    });
+    assert.equal(wrongPassword.code, 1);
+    const pwLine = oneErrorLine(wrongPassword.stderr);
+    assert.match(pwLine, /password authentication failed.*check the user and password/);
+    assert.ok(!pwLine.includes("not-the-password"), "the password is not printed");
+
+    await p.psql("DROP ROLE IF EXISTS limited; CREATE ROLE limited LOGIN PASSWORD 'limited'");
+    await p.createDatabase("gearman_limited");
+    const noPermission = await runServer({
+      args: ["--store", p.urlFor("gearman_limited", "limited", "limited")],
+    });
+    assert.equal(noPermission.code, 1);
+    assert.match(oneErrorLine(noPermission.stderr), /permission denied.*GRANT CREATE/);
+
+    const noEnv = await runServer({ permissions: ["-N"], args: ["--store", p.urlFor("postgres")] });
+    assert.equal(noEnv.code, 1);
+    assert.match(oneErrorLine(noEnv.stderr), /--allow-env/);
+
+    const badUrl = await runServer({ args: ["--store", "postgres:/nope"] });
+    assert.equal(badUrl.code, 2);
+  },
+});
+
+Deno.test({
+  name: "postgres: the schema is versioned; a database from a newer server is refused untouched",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [s] = await c.start(1);
+    await s!.kill("SIGTERM");
+    const db = new URL(c.url).pathname.slice(1);
+    const p = await postgresServer();
+    assert.equal((await p.psql("SELECT version FROM gearman_schema", db)).trim(), "1");
+    await p.psql("UPDATE gearman_schema SET version = 99", db);
+    const r = await runServer({ args: ["--store", c.url] });
+    assert.equal(r.code, 1);
+    assert.match(
+      oneErrorLine(r.stderr),
+      /schema is version 99, newer than this server's 1; upgrade/,
+    );
+    assert.equal((await p.psql("SELECT version FROM gearman_schema", db)).trim(), "99");
+  },
+});
+
+Deno.test({
+  name: "postgres: stop the test database",
+  ignore,
+  async fn() {
+    const p = await postgresServer();
+    await p.stop();
+    pg = undefined;
+    await assert.rejects(
+      Deno.connect({ hostname: "127.0.0.1", port: p.port }),
+      Deno.errors.ConnectionRefused,
+      "the test database is down",
+    );
+  },
+});
