@@ -31,6 +31,19 @@ export {
   Server,
   type ShutdownOptions,
 } from "./src/server/gearman_server.ts";
+export {
+  PostgresJobStore,
+  type PostgresStoreOptions,
+} from "./src/server/store/postgres_store.ts";
+export { StoreError } from "./src/server/store/sqlite_store.ts";
+export type {
+  ClusterDepth,
+  ClusterQueue,
+  ClusterServer,
+  DeadLetter,
+  JobStore,
+  StoredJob,
+} from "./src/server/store/job_store.ts";
 export type {
   ApiByPriority,
   ApiConnection,

@@ -894,3 +894,43 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "PacketFramer.pause() holds the packets after the current one until resume(), in order",
+  permissions: "none",
+  fn() {
+    const got: string[] = [];
+    let framer!: PacketFramer;
+    framer = new PacketFramer({
+      packet(type, body) {
+        got.push(`${type}:${latin1(body)}`);
+        // A packet answered later: hold the rest.
+        if (latin1(body) === "wait") framer.pause();
+      },
+      line(line) {
+        got.push(`line:${latin1(line)}`);
+      },
+    }, { text: true });
+    const bytes = concat([
+      buildPacket(Magic.REQ, PacketType.ECHO_REQ, "a"),
+      buildPacket(Magic.REQ, PacketType.ECHO_REQ, "wait"),
+      buildPacket(Magic.REQ, PacketType.ECHO_REQ, "b"),
+      enc.encode("status\n"),
+      buildPacket(Magic.REQ, PacketType.ECHO_REQ, "wait"),
+      buildPacket(Magic.REQ, PacketType.ECHO_REQ, "c"),
+    ]);
+    framer.push(bytes);
+    assert.deepEqual(got, ["16:a", "16:wait"]);
+    assert.ok(framer.paused);
+    assert.ok(framer.pending > 0, "the held bytes stay buffered");
+    framer.resume();
+    assert.deepEqual(got, ["16:a", "16:wait", "16:b", "line:status", "16:wait"]);
+    assert.ok(framer.paused, "paused again by the second packet");
+    framer.resume();
+    assert.deepEqual(got.slice(5), ["16:c"]);
+    assert.ok(!framer.paused);
+    assert.equal(framer.pending, 0);
+    framer.resume(); // not paused: nothing happens
+    assert.equal(got.length, 6);
+  },
+});

@@ -16,6 +16,7 @@ import {
   worker,
 } from "./_gearman.ts";
 import { postgresBin, startPostgres, type TempPostgres } from "../_postgres.ts";
+import { PostgresJobStore, serve } from "../../server.ts";
 
 const INSTALLED = postgresBin() !== undefined;
 const ignore = !INSTALLED;
@@ -423,6 +424,42 @@ Deno.test({
       /schema is version 99, newer than this server's 1; upgrade/,
     );
     assert.equal((await p.psql("SELECT version FROM gearman_schema", db)).trim(), "99");
+  },
+});
+
+Deno.test({
+  name:
+    "postgres: from code, serve({ store: await PostgresJobStore.open(url) }); /metrics shows the shared queue",
+  ignore,
+  async fn() {
+    const url = await freshDatabase();
+    const store = await PostgresJobStore.open(url, { name: "in-process", leaseMs: 2000 });
+    await using server = serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      store,
+      http: { hostname: "127.0.0.1", port: 0 },
+    });
+    const client = await connect(server.addr.port);
+    try {
+      await submitBackground(client, "metered", ["1", "2"]);
+    } finally {
+      await client.close();
+    }
+    const http = server.httpAddr!;
+    await waitFor("the metrics to show the shared queue", async () => {
+      const text = await (await fetch(`http://127.0.0.1:${http.port}/metrics`)).text();
+      return text.includes('gearman_cluster_queued_jobs{function="metered"} 2') &&
+        text.includes(`gearman_cluster_server_id ${store.serverId}`) &&
+        text.includes("gearman_cluster_servers 1");
+    }, 10_000);
+    await server.shutdown();
+    // The store was closed with the server: this server left the server list.
+    const db = new URL(url).pathname.slice(1);
+    assert.equal(
+      (await (await postgresServer()).psql("SELECT count(*) FROM gearman_servers", db)).trim(),
+      "0",
+    );
   },
 });
 

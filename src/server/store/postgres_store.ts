@@ -25,7 +25,16 @@ import { StoreError } from "./sqlite_store.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./postgres_schema.ts";
 import { SPILL_BASE } from "../job_table.ts";
 
-/** Options for {@link PostgresJobStore.open}. */
+/**
+ * Options for {@link PostgresJobStore.open}.
+ *
+ * @example Name the server and shorten the lease
+ * ```ts
+ * import type { PostgresStoreOptions } from "@x/gearman/server";
+ * const options: PostgresStoreOptions = { name: "gm1:4730", leaseMs: 5000 };
+ * console.assert(options.leaseMs === 5000);
+ * ```
+ */
 export interface PostgresStoreOptions {
   /**
    * Name of this server in the cluster's server list (host:port).

@@ -5,7 +5,16 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { DeadLetter, JobStore, StoredJob } from "./job_store.ts";
 
-/** The store could not be opened or written: the message says why and what to do. */
+/**
+ * The store could not be opened or written: the message says why and what to do.
+ *
+ * @example Tell a store problem from other errors
+ * ```ts
+ * import { StoreError } from "@x/gearman/server";
+ * const err: Error = new StoreError("Cannot open job store sqlite:/x.db: permission denied");
+ * console.assert(err.name === "StoreError");
+ * ```
+ */
 export class StoreError extends Error {
   /**
    * Make the error.
