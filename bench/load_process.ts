@@ -348,7 +348,8 @@ async function workers(cfg: WorkerConfig): Promise<Work> {
         l.w.end(l.w.begin(Magic.REQ, PacketType.GRAB_JOB));
         l.flush();
       }
-      return drained.promise;
+      // STOP ends a drain early: several processes share one total (a cluster).
+      return Promise.race([drained.promise, control.stop.promise]);
     },
     count: () => completed,
     lastAt: () => last,

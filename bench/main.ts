@@ -22,6 +22,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
 import { Histogram, type LoadConfig, type LoadResult, nowMs, type Progress } from "./_shared.ts";
+import { type ClusterRow, clusterTable, runClusterBench } from "./cluster.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const LOAD_SCRIPT = new URL("./load_process.ts", import.meta.url).pathname;
@@ -43,6 +44,7 @@ const SCENARIOS = [
   "durable-bgsubmit",
   "durable-drain",
   "durable-10m",
+  "cluster",
 ] as const;
 type Scenario = typeof SCENARIOS[number];
 /** Left out of --quick unless named with --scenarios. */
@@ -159,6 +161,7 @@ const FULL_TIMEOUT: Record<Phase, number> = {
   "durable-drain": 600,
   "durable-10m": 1200,
   "durable-10m-drain": 900,
+  cluster: 600,
 };
 /** gearmand's durable phases, at FULL.durableGearmand jobs (~30 s each expected). */
 const GEARMAND_DURABLE_TIMEOUT_S = 180;
@@ -169,6 +172,7 @@ const QUICK_DURABLE_TIMEOUT: Partial<Record<Phase, number>> = {
   "durable-drain": 30,
   "durable-10m": 120,
   "durable-10m-drain": 60,
+  cluster: 120,
 };
 /** The size a phase's time limit scales with. */
 const TIMEOUT_SIZE: Record<Phase, keyof Sizes> = {
@@ -183,6 +187,7 @@ const TIMEOUT_SIZE: Record<Phase, keyof Sizes> = {
   "durable-drain": "durable",
   "durable-10m": "durable10m",
   "durable-10m-drain": "durable10mDrain",
+  cluster: "durable",
 };
 
 interface Options {
@@ -1266,6 +1271,8 @@ async function runScenario(ctx: Ctx, s: Phase): Promise<Measured> {
       ctx.queued = z.durable10m;
       return withBaseline(m, base);
     }
+    case "cluster":
+      throw new Error("the cluster scenario runs on its own (bench/cluster.ts)");
     case "durable-10m-drain": {
       if (ctx.queued !== z.durable10m) throw new Error("durable-10m did not leave its queue");
       const m = await drain(ctx, "bench_10m", z.durable10mDrain, { limit: true, track: true });
@@ -1766,9 +1773,25 @@ async function main(): Promise<number> {
     }
   }
 
+  let clusterRows: ClusterRow[] = [];
+  if (opts.scenarios.includes("cluster")) {
+    // Ours only: several of our servers on one PostgreSQL (gearmand has no shared queue).
+    clusterRows = await runClusterBench({
+      spawn: (name, argv) => new Proc(name, argv),
+      deadline: (seconds) => new Deadline(seconds),
+    }, {
+      jobs: Math.max(2000, Math.round(opts.sizes.durable / 5)),
+      timeoutS: opts.timeoutS.cluster,
+    });
+  }
   const totalS = (performance.now() - started) / 1000;
   const table = markdownTable(rows, servers);
-  const summary = drainSummary(rows);
+  const clusterSection = clusterRows.length === 0 ? "" : "### Postgres cluster (`cluster`)\n\n" +
+    "Ours only (gearmand has no shared queue): 1, then 3 servers on one PostgreSQL " +
+    "(Debian's, default settings, fsync on), background submits and a drain spread over the " +
+    "servers, and the time from a submit on one server to the NOOP a sleeping worker on " +
+    "another gets.\n\n" + clusterTable(clusterRows);
+  const summary = [drainSummary(rows), clusterSection].filter((x) => x !== "").join("\n\n");
   console.log(`\n${table}\n${summary ? `\n${summary}\n` : ""}`);
   console.log(`total ${totalS.toFixed(1)} s`);
   if (opts.json) {
@@ -1783,7 +1806,10 @@ async function main(): Promise<number> {
   } else {
     console.log("(docs/BENCHMARKS.md not written: pass --write to write it)");
   }
-  return rows.every((r) => r.status === "ok" || r.status === "skipped") ? 0 : 1;
+  return rows.every((r) => r.status === "ok" || r.status === "skipped") &&
+      clusterRows.every((r) => r.status === "ok" || r.status === "skipped")
+    ? 0
+    : 1;
 }
 
 /** Why gearmand skips an ours-only group, with the time it would take at its measured rate. */

@@ -900,8 +900,7 @@ Deno.test({
   permissions: "none",
   fn() {
     const got: string[] = [];
-    let framer!: PacketFramer;
-    framer = new PacketFramer({
+    const framer: PacketFramer = new PacketFramer({
       packet(type, body) {
         got.push(`${type}:${latin1(body)}`);
         // A packet answered later: hold the rest.

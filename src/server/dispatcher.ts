@@ -74,9 +74,11 @@ const PAGE_SIZE = 10_000;
 /** Page in when a queue with jobs on disk has fewer than this in memory. */
 const PAGE_LOW_WATER = 2_000;
 /** Cluster: jobs claimed from the shared queue at a time. */
-const CLAIM_BATCH = 256;
-/** Cluster: claim more when a function has fewer than this ready here. */
-const CLAIM_LOW_WATER = 128;
+const CLAIM_BATCH = 1024;
+/** Cluster: claim more while a function has fewer than this here, queued or being claimed. */
+const CLAIM_LOW_WATER = 2048;
+/** Cluster: claims of one function at once. */
+const CLAIMS_IN_FLIGHT = 2;
 /** Cluster: a new job is held here (not queued for all) while fewer than this wait here. */
 const HOLD_LIMIT = 1024;
 /** Cluster: how often functions with idle workers look for due jobs (scheduled, or missed wake-ups). */
@@ -148,7 +150,9 @@ export class Dispatcher {
   /** Peers whose output waits for that commit (they were sent JOB_CREATED). */
   #corked: Peer[] = [];
   #commitScheduled = false;
-  #committing: Promise<void> | undefined;
+  /** Commits the store is running now (at most its `maxCommitsInFlight`). */
+  #commitsInFlight = 0;
+  readonly #maxCommitsInFlight: number;
   readonly #maxMemoryJobs: number;
   readonly #maxClientJobs: number;
   /**
@@ -185,6 +189,7 @@ export class Dispatcher {
     this.log = log;
     this.#now = now;
     this.startedAt = now();
+    this.#maxCommitsInFlight = Math.max(1, store.maxCommitsInFlight ?? 1);
     this.#cluster = store.cluster;
     if (this.#cluster !== undefined) {
       this.#cluster.onAvailable = (fn) => this.#jobsAvailable(fn);
@@ -1153,7 +1158,7 @@ export class Dispatcher {
   }
 
   #scheduleCommit(): void {
-    if (this.#commitScheduled || this.#committing) return;
+    if (this.#commitScheduled || this.#commitsInFlight >= this.#maxCommitsInFlight) return;
     this.#commitScheduled = true;
     queueMicrotask(this.#commit);
   }
@@ -1161,7 +1166,7 @@ export class Dispatcher {
   /** Commit what the store buffered, then release the jobs and acks that waited. */
   #commit = (): void => {
     this.#commitScheduled = false;
-    if (this.#committing) return;
+    if (this.#commitsInFlight >= this.#maxCommitsInFlight) return;
     const slots = this.#uncommitted;
     const peers = this.#corked;
     this.#uncommitted = [];
@@ -1178,11 +1183,12 @@ export class Dispatcher {
       this.#committed(slots, gens, peers);
       return;
     }
-    this.#committing = result.then(
+    this.#commitsInFlight++;
+    void result.then(
       () => this.#committed(slots, gens, peers),
       (err) => this.#commitFailed(slots, gens, peers, err as Error),
     ).finally(() => {
-      this.#committing = undefined;
+      this.#commitsInFlight--;
       if (this.store.pending || this.#corked.length > 0) this.#scheduleCommit();
     });
   };
@@ -1517,16 +1523,21 @@ export class Dispatcher {
     this.#scheduleCommit();
   }
 
-  /** Claim jobs of `f` from the shared queue if its workers here may run out. */
+  /**
+   * Claim jobs of `f` from the shared queue if its workers here may run
+   * out: up to CLAIMS_IN_FLIGHT claims at once, so a batch arrives while
+   * the workers run the one before.
+   */
   #claimSoon(f: FunctionEntry): void {
-    if (f.claiming || !f.remote || this.#draining || this.#stopped || f.workers.size === 0) return;
-    if (f.queues[0].length + f.queues[1].length + f.queues[2].length >= CLAIM_LOW_WATER) return;
-    f.claiming = true;
+    if (!f.remote || this.#draining || this.#stopped || f.workers.size === 0) return;
+    const queued = f.queues[0].length + f.queues[1].length + f.queues[2].length;
+    if (f.claims >= CLAIMS_IN_FLIGHT || queued + f.claims * CLAIM_BATCH >= CLAIM_LOW_WATER) return;
+    f.claims++;
     f.claimAgain = false;
     const cluster = this.#cluster!;
     const name = f.name;
     cluster.claim(name, CLAIM_BATCH).then((rows) => {
-      f.claiming = false;
+      f.claims--;
       if (this.#stopped || this.#draining) {
         if (rows.length > 0) {
           cluster.release(rows.map((j) => j.handle));
@@ -1537,14 +1548,16 @@ export class Dispatcher {
       const g = this.functionEntry(name);
       for (const j of rows) this.#pageInJob(g, j);
       g.remote = rows.length >= CLAIM_BATCH || f.claimAgain;
-      if (g.remote) this.#claimSoon(g);
+      this.#claimSoon(g);
     }, (err: Error) => {
-      f.claiming = false;
+      f.claims--;
       this.log.warn("Claiming jobs of {function} from the cluster failed: {error}; retrying soon", {
         function: name,
         error: err.message,
       });
     });
+    // A second claim right away, while the workers here have little.
+    this.#claimSoon(f);
   }
 
   /** Another server queued jobs of `fn` (or one died): claim if workers here can do it. */
@@ -1552,8 +1565,8 @@ export class Dispatcher {
     const f = this.functions.get(fn);
     if (f === undefined) return; // nobody here can run it
     f.remote = true;
-    if (f.claiming) f.claimAgain = true;
-    else this.#claimSoon(f);
+    if (f.claims > 0) f.claimAgain = true;
+    this.#claimSoon(f);
   }
 
   /**

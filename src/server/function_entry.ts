@@ -36,8 +36,8 @@ export class FunctionEntry {
   dropped = false;
   /** Cluster: jobs of this function may wait in the shared queue. */
   remote = true;
-  /** Cluster: a claim from the shared queue is in flight. */
-  claiming = false;
+  /** Cluster: claims from the shared queue in flight. */
+  claims = 0;
   /** Cluster: more jobs were announced while claiming: claim again after. */
   claimAgain = false;
   /** Queue limits by priority; 0 = unlimited. Undefined: the server default. */

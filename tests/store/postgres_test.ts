@@ -277,7 +277,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "postgres: a sleeping worker on one server is woken by a submit to another; status and metrics show the shared queue",
+    "postgres: a sleeping worker on one server is woken by a submit to another; status and the cluster command show the shared queue",
   ignore,
   async fn() {
     await using c = await Cluster.create();

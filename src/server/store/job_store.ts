@@ -138,6 +138,13 @@ export interface JobStore {
   /** Whether writes are waiting for a commit. */
   readonly pending: boolean;
   /**
+   * How many commits may run at once (default 1: each waits for the one
+   * before). More only for a store whose commits are independent
+   * transactions on separate connections: a job can only be removed or
+   * updated after the commit that added it, since it does not run before.
+   */
+  readonly maxCommitsInFlight?: number;
+  /**
    * Write everything buffered, atomically. Resolves when it is durable;
    * rejects (with nothing written) on failure.
    */

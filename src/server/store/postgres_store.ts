@@ -257,6 +257,8 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   readonly boot: number;
   readonly serverId: number;
   readonly cluster: ClusterQueue = this;
+  /** Commits overlap (each is its own transaction on a pooled connection): see JobStore. */
+  readonly maxCommitsInFlight = 4;
   onAvailable: ((fn: string) => void) | undefined;
   onLeaseLost: (() => void) | undefined;
   readonly #sql: Sql;
@@ -322,7 +324,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     let sql: Sql;
     try {
       sql = postgres(url, {
-        max: 4,
+        max: 8,
         onnotice: () => {},
         connect_timeout: connectTimeoutSeconds,
         idle_timeout: 0,

@@ -1,0 +1,368 @@
+// The `cluster` scenario of `deno task bench`: our servers on one
+// PostgreSQL (`--store postgres://...`), 1 and then 3 of them.
+//
+// For each cluster size: background submits spread over the servers (one
+// load process per server), then a drain by workers spread over the servers
+// (one load process per server, all sharing one total: the driver stops them
+// when the sum of their PROGRESS counts reaches it), and, with more than one
+// server, the wake-up latency from a submit on one server to the NOOP a
+// sleeping worker on another gets. PostgreSQL is Debian's, started in a temp
+// dir on a free loopback port (tests/_postgres.ts); gearmand has no
+// equivalent, so there is no ratio to it: the 3-server rows are compared
+// with the 1-server rows.
+
+import type { LoadConfig, LoadResult, Progress } from "./_shared.ts";
+import { postgresBin, startPostgres, type TempPostgres } from "../tests/_postgres.ts";
+import { PacketClient } from "../src/client/packet_client.ts";
+
+/** What the driver lends this scenario: its child process and deadline types. */
+export interface ClusterDeps {
+  spawn(name: string, argv: string[]): ClusterProc;
+  deadline(seconds: number): unknown;
+}
+
+/** The driver's child process, as used here. */
+export interface ClusterProc {
+  readonly pid: number;
+  readonly progress: Progress[];
+  readonly stderr: string;
+  expect(prefix: string, dl: unknown): Promise<string>;
+  send(line: string): void;
+  stop(graceMs?: number): Promise<void>;
+  kill(): Promise<void>;
+}
+
+/** One measured row. */
+export interface ClusterRow {
+  phase: "submit" | "drain" | "wake";
+  servers: number;
+  jobs: number;
+  rate?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  status: "ok" | "error" | "skipped";
+  message?: string;
+}
+
+const SERVER_PATH = new URL("../server.ts", import.meta.url).pathname;
+const LOAD_SCRIPT = new URL("./load_process.ts", import.meta.url).pathname;
+const HOST = "127.0.0.1";
+const FN = "pgbench";
+const WAKES = 200;
+
+function percentile(pairs: [number, number][], q: number): number | undefined {
+  const total = pairs.reduce((n, [, c]) => n + c, 0);
+  if (total === 0) return undefined;
+  let seen = 0;
+  for (const [bucket, count] of pairs) {
+    seen += count;
+    if (seen >= total * q) return bucket === 0 ? 0.001 : Math.pow(1.02, bucket) / 1000;
+  }
+  return undefined;
+}
+
+function mergeHist(results: LoadResult[]): [number, number][] {
+  const m = new Map<number, number>();
+  for (const r of results) for (const [b, c] of r.hist) m.set(b, (m.get(b) ?? 0) + c);
+  return [...m].sort((a, b) => a[0] - b[0]);
+}
+
+async function startServers(
+  deps: ClusterDeps,
+  url: string,
+  n: number,
+  dl: unknown,
+): Promise<{ procs: ClusterProc[]; ports: number[] }> {
+  const procs = Array.from({ length: n }, (_, i) =>
+    deps.spawn(`server ${i + 1}/${n}`, [
+      Deno.execPath(),
+      "run",
+      "-A",
+      SERVER_PATH,
+      "--host",
+      HOST,
+      "--port",
+      "0",
+      "--log-level",
+      "warning",
+      "--store",
+      url,
+    ]));
+  const ports: number[] = [];
+  for (const p of procs) {
+    const line = await p.expect("listening on", dl);
+    ports.push(Number(line.slice(line.lastIndexOf(":") + 1)));
+  }
+  return { procs, ports };
+}
+
+async function spawnLoads(
+  deps: ClusterDeps,
+  cfgs: LoadConfig[],
+  dl: unknown,
+): Promise<ClusterProc[]> {
+  const procs = cfgs.map((cfg, i) =>
+    deps.spawn(`load ${cfg.role} #${i}`, [
+      Deno.execPath(),
+      "run",
+      "-A",
+      LOAD_SCRIPT,
+      JSON.stringify(cfg),
+    ])
+  );
+  await Promise.all(procs.map((p) => p.expect("READY", dl)));
+  return procs;
+}
+
+async function results(procs: ClusterProc[], dl: unknown): Promise<LoadResult[]> {
+  const lines = await Promise.all(procs.map((p) => p.expect("RESULT", dl)));
+  return lines.map((l) => JSON.parse(l) as LoadResult);
+}
+
+/** Submit `jobs` background jobs spread over the servers; the rate at JOB_CREATED. */
+async function submitPhase(
+  deps: ClusterDeps,
+  ports: number[],
+  jobs: number,
+  dl: unknown,
+  maxMs: number,
+): Promise<ClusterRow> {
+  const share = (i: number) => Math.floor(jobs / ports.length) + (i < jobs % ports.length ? 1 : 0);
+  const loads = await spawnLoads(
+    deps,
+    ports.map((port, i) => ({
+      role: "submit",
+      host: HOST,
+      port,
+      connections: 4,
+      maxMs,
+      fn: FN,
+      background: true,
+      jobs: share(i),
+      inflight: 64,
+      payload: 64,
+    })),
+    dl,
+  );
+  try {
+    for (const l of loads) l.send("GO");
+    const res = await results(loads, dl);
+    const done = res.reduce((n, r) => n + r.count, 0);
+    const t0 = Math.min(...res.map((r) => r.goAt));
+    const t1 = Math.max(...res.map((r) => r.doneAt));
+    const hist = mergeHist(res);
+    return {
+      phase: "submit",
+      servers: ports.length,
+      jobs: done,
+      rate: done / ((t1 - t0) / 1000),
+      ...optional("p50Ms", percentile(hist, 0.5)),
+      ...optional("p99Ms", percentile(hist, 0.99)),
+      status: done === jobs ? "ok" : "error",
+      ...(done === jobs ? {} : { message: `${done} of ${jobs} acknowledged` }),
+    };
+  } finally {
+    await Promise.all(loads.map((l) => l.stop()));
+  }
+}
+
+function optional<K extends string>(key: K, v: number | undefined): Partial<Record<K, number>> {
+  return v === undefined ? {} : { [key]: v } as Record<K, number>;
+}
+
+/** Workers on every server drain `jobs` queued jobs; the rate to the last WORK_COMPLETE. */
+async function drainPhase(
+  deps: ClusterDeps,
+  ports: number[],
+  jobs: number,
+  dl: unknown,
+  maxMs: number,
+): Promise<ClusterRow> {
+  const loads = await spawnLoads(
+    deps,
+    ports.map((port) => ({
+      role: "worker",
+      host: HOST,
+      port,
+      connections: 4,
+      maxMs,
+      progressMs: 50,
+      fn: FN,
+      mode: "drain",
+      // More than there is: no process ends by itself; STOP ends them all at the total.
+      limit: jobs + 1,
+    })),
+    dl,
+  );
+  try {
+    for (const l of loads) l.send("GO");
+    const deadline = Date.now() + maxMs;
+    const latest = (p: ClusterProc) => p.progress.at(-1)?.count ?? 0;
+    while (loads.reduce((n, l) => n + latest(l), 0) < jobs) {
+      if (Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const l of loads) l.send("STOP");
+    const res = await results(loads, dl);
+    const done = res.reduce((n, r) => n + r.count, 0);
+    const t0 = Math.min(...res.map((r) => r.goAt));
+    const t1 = Math.max(...res.map((r) => r.lastAt));
+    return {
+      phase: "drain",
+      servers: ports.length,
+      jobs: done,
+      rate: done / ((t1 - t0) / 1000),
+      status: done >= jobs ? "ok" : "error",
+      ...(done >= jobs ? {} : { message: `${done} of ${jobs} run in time` }),
+    };
+  } finally {
+    await Promise.all(loads.map((l) => l.stop()));
+  }
+}
+
+/** A sleeping worker on the last server; one submit at a time on the first: submit to NOOP. */
+async function wakePhase(ports: number[]): Promise<ClusterRow> {
+  const client = await PacketClient.connect({ hostname: HOST, port: ports[0]! });
+  const worker = await PacketClient.connect({ hostname: HOST, port: ports.at(-1)! });
+  const ms: number[] = [];
+  try {
+    worker.send("CAN_DO", "wake");
+    for (let i = 0; i < WAKES; i++) {
+      worker.send("GRAB_JOB");
+      let p = await worker.receive(5000);
+      while (p.name === "NOOP") p = await worker.receive(5000);
+      if (p.name !== "NO_JOB") throw new Error(`expected NO_JOB, got ${p.name}`);
+      worker.send("PRE_SLEEP");
+      await new Promise((r) => setTimeout(r, 5));
+      const t0 = performance.now();
+      client.send("SUBMIT_JOB_BG", "wake", "", String(i));
+      const noop = await worker.receive(5000);
+      if (noop.name !== "NOOP") throw new Error(`expected NOOP, got ${noop.name}`);
+      ms.push(performance.now() - t0);
+      const created = await client.receive(5000);
+      if (created.name !== "JOB_CREATED") {
+        throw new Error(`expected JOB_CREATED, got ${created.name}`);
+      }
+      worker.send("GRAB_JOB");
+      const job = await worker.receive(5000);
+      if (job.name !== "JOB_ASSIGN") throw new Error(`expected JOB_ASSIGN, got ${job.name}`);
+      worker.send("WORK_COMPLETE", job.args[0]!, "");
+    }
+  } finally {
+    await client.close();
+    await worker.close();
+  }
+  ms.sort((a, b) => a - b);
+  return {
+    phase: "wake",
+    servers: ports.length,
+    jobs: ms.length,
+    p50Ms: ms[Math.floor(ms.length * 0.5)]!,
+    p99Ms: ms[Math.min(ms.length - 1, Math.floor(ms.length * 0.99))]!,
+    status: "ok",
+  };
+}
+
+/**
+ * Run the cluster scenario: 1 and 3 servers on a fresh PostgreSQL.
+ * Returns its rows (errors as rows) and prints progress.
+ */
+export async function runClusterBench(
+  deps: ClusterDeps,
+  options: { jobs: number; timeoutS: number },
+): Promise<ClusterRow[]> {
+  const rows: ClusterRow[] = [];
+  if (postgresBin() === undefined) {
+    const message = "PostgreSQL is not installed (apt-get install -y postgresql)";
+    console.log(`  cluster: SKIPPED: ${message}`);
+    return [{ phase: "submit", servers: 0, jobs: 0, status: "skipped", message }];
+  }
+  let pg: TempPostgres | undefined;
+  try {
+    pg = await startPostgres();
+    for (const n of [1, 3]) {
+      const url = await pg.createDatabase(`gearman_bench_${n}`);
+      const dl = deps.deadline(options.timeoutS);
+      const maxMs = options.timeoutS * 1000;
+      let servers: ClusterProc[] = [];
+      try {
+        const started = await startServers(deps, url, n, dl);
+        servers = started.procs;
+        for (const phase of ["submit", "drain", "wake"] as const) {
+          if (phase === "wake" && n === 1) continue;
+          const t0 = performance.now();
+          let row: ClusterRow;
+          try {
+            row = phase === "submit"
+              ? await submitPhase(deps, started.ports, options.jobs, dl, maxMs)
+              : phase === "drain"
+              ? await drainPhase(deps, started.ports, options.jobs, dl, maxMs)
+              : await wakePhase(started.ports);
+          } catch (err) {
+            row = { phase, servers: n, jobs: 0, status: "error", message: (err as Error).message };
+          }
+          rows.push(row);
+          console.log(
+            `  cluster-${phase.padEnd(10)} ${n} server(s)  ${describeRow(row)}  [${
+              ((performance.now() - t0) / 1000).toFixed(1)
+            } s]`,
+          );
+        }
+      } finally {
+        await Promise.all(servers.map((s) => s.stop(3000)));
+      }
+    }
+  } catch (err) {
+    rows.push({
+      phase: "submit",
+      servers: 0,
+      jobs: 0,
+      status: "error",
+      message: `cannot run the cluster scenario: ${(err as Error).message}`,
+    });
+    console.log(`  cluster: ERROR: ${(err as Error).message}`);
+  } finally {
+    await pg?.stop();
+  }
+  return rows;
+}
+
+const nf = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+
+function describeRow(r: ClusterRow): string {
+  if (r.status !== "ok") return `${r.status.toUpperCase()}: ${r.message}`;
+  if (r.phase === "wake") {
+    return `submit to NOOP p50 ${r.p50Ms!.toFixed(2)} ms, p99 ${r.p99Ms!.toFixed(2)} ms`;
+  }
+  return `${nf.format(r.rate!)} jobs/s (${nf.format(r.jobs)} jobs)${
+    r.p50Ms !== undefined ? `  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms!.toFixed(2)} ms` : ""
+  }`;
+}
+
+/** The rows as a markdown table, with the 3-server/1-server ratios. */
+export function clusterTable(rows: ClusterRow[]): string {
+  const lines = [
+    "| phase | servers | jobs | jobs/s | p50 | p99 | 3 servers / 1 server |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+  ];
+  for (const r of rows) {
+    if (r.status !== "ok") {
+      lines.push(`| ${r.phase} | ${r.servers} | | ${r.status.toUpperCase()}: ${r.message} | | | |`);
+      continue;
+    }
+    const one = rows.find((o) => o.phase === r.phase && o.servers === 1 && o.status === "ok");
+    const scale = r.servers === 3 && one?.rate && r.rate
+      ? `${(r.rate / one.rate).toFixed(2)}x`
+      : "";
+    lines.push(
+      `| ${
+        r.phase === "wake" ? "wake (submit on one server to NOOP on another)" : r.phase
+      } | ${r.servers} | ${nf.format(r.jobs)} | ${
+        r.rate !== undefined ? nf.format(r.rate) : ""
+      } | ${r.p50Ms !== undefined ? `${r.p50Ms.toFixed(2)} ms` : ""} | ${
+        r.p99Ms !== undefined ? `${r.p99Ms.toFixed(2)} ms` : ""
+      } | ${scale} |`,
+    );
+  }
+  return lines.join("\n");
+}
