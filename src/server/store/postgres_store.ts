@@ -58,6 +58,8 @@ export interface PostgresStoreOptions {
 const CHANNEL = "gearman_jobs";
 /** Handles a server takes from the sequence at once (its INCREMENT BY). */
 const HANDLE_BLOCK = 65536;
+/** Ends of jobs, retry counts and releases are written at most this often (they need no ack). */
+const LAZY_FLUSH_MS = 5;
 /** How long depth()/servers() keep refreshing after the last call. */
 const FIGURES_WANTED_MS = 10_000;
 
@@ -261,7 +263,14 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   readonly maxCommitsInFlight = 4;
   onAvailable: ((fn: string) => void) | undefined;
   onLeaseLost: (() => void) | undefined;
+  /** Commits that acknowledge jobs: each waits for the WAL flush. */
   readonly #sql: Sql;
+  /**
+   * Everything whose loss in a database crash only makes a job run again
+   * (at-least-once): claims, deletes of finished jobs, heartbeats, reads.
+   * `synchronous_commit = off`, so they do not wait for the WAL flush.
+   */
+  readonly #fast: Sql;
   readonly #name: string;
   readonly #leaseMs: number;
   readonly #log = getLogger(["gearman", "store"]);
@@ -286,14 +295,19 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   #timer: ReturnType<typeof setInterval> | undefined;
   #ticking = false;
   #closed: Promise<void> | undefined;
+  #lazyTimer: ReturnType<typeof setTimeout> | undefined;
+  #lazyFlushing = false;
+  /** Durable commits in flight (settled promises). */
+  readonly #durableInFlight = new Set<Promise<void>>();
   #unlisten: (() => Promise<void>) | undefined;
 
-  private constructor(sql: Sql, description: string, serverId: number, options: {
+  private constructor(sql: Sql, fast: Sql, description: string, serverId: number, options: {
     name: string;
     leaseMs: number;
     firstBlock: number;
   }) {
     this.#sql = sql;
+    this.#fast = fast;
     this.description = description;
     this.serverId = serverId;
     this.boot = serverId;
@@ -322,15 +336,19 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       );
     }
     let sql: Sql;
-    try {
-      sql = postgres(url, {
-        max: 8,
+    let fast: Sql;
+    const pool = (max: number, connection: Record<string, string>) =>
+      postgres(url, {
+        max,
         onnotice: () => {},
         connect_timeout: connectTimeoutSeconds,
         idle_timeout: 0,
         types: { int8: INT8_AS_NUMBER },
-        connection: { application_name: `gearman ${name}` },
+        connection: { application_name: `gearman ${name}`, ...connection },
       }) as unknown as Sql;
+    try {
+      sql = pool(5, {});
+      fast = pool(4, { synchronous_commit: "off" });
     } catch (err) {
       throw openError(description, err);
     }
@@ -339,7 +357,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       const [server] = await sql`
         INSERT INTO gearman_servers (name) VALUES (${name}) RETURNING id`;
       const [block] = await sql`SELECT nextval('gearman_handles') AS v`;
-      const store = new PostgresJobStore(sql, description, server!.id as number, {
+      const store = new PostgresJobStore(sql, fast, description, server!.id as number, {
         name,
         leaseMs,
         firstBlock: SPILL_BASE + (block!.v as number),
@@ -348,6 +366,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       return store;
     } catch (err) {
       await sql.end({ timeout: 1 }).catch(() => {});
+      await fast.end({ timeout: 1 }).catch(() => {});
       throw err instanceof StoreError ? err : openError(description, err);
     }
   }
@@ -411,11 +430,13 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
 
   remove(handle: number): void {
     this.#removes.push(handle);
+    this.#scheduleLazy();
   }
 
   setRetries(handle: number, retries: number): void {
     this.#retryIds.push(handle);
     this.#retryValues.push(retries);
+    this.#scheduleLazy();
   }
 
   addDeadLetter(letter: Omit<DeadLetter, "id">): void {
@@ -440,10 +461,95 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     return true;
   }
 
+  /**
+   * Writes that acknowledge something wait for a commit. Ends of jobs,
+   * retry counts and releases do not: nobody waits for them, and losing
+   * them only runs a job again, so they are flushed in the background
+   * every LAZY_FLUSH_MS (or with the next commit), in bigger batches.
+   */
   get pending(): boolean {
-    return this.#rows.length > 0 || this.#uniques.length > 0 || this.#removes.length > 0 ||
-      this.#retryIds.length > 0 || this.#releases.length > 0 || this.#dead.length > 0 ||
+    return this.#rows.length > 0 || this.#uniques.length > 0 || this.#dead.length > 0 ||
       this.#deadRemoves.length > 0;
+  }
+
+  #scheduleLazy(): void {
+    if (this.#lazyTimer !== undefined || this.#lazyFlushing || this.#closed !== undefined) return;
+    this.#lazyTimer = setTimeout(() => {
+      this.#lazyTimer = undefined;
+      void this.#flushLazy();
+    }, LAZY_FLUSH_MS);
+  }
+
+  /** Write the buffered ends, retry counts and releases (one transaction, no WAL flush wait). */
+  async #flushLazy(): Promise<void> {
+    if (this.#lazyFlushing) return;
+    const removes = this.#removes;
+    const retryIds = this.#retryIds;
+    const retryValues = this.#retryValues;
+    const releases = this.#releases;
+    if (removes.length + retryIds.length + releases.length === 0) return;
+    this.#removes = [];
+    this.#retryIds = [];
+    this.#retryValues = [];
+    this.#releases = [];
+    this.#lazyFlushing = true;
+    try {
+      // A job cancelled while its add commits: the add must land first.
+      if (this.#durableInFlight.size > 0) await Promise.all([...this.#durableInFlight]);
+      const notify = new Set<string>();
+      await this.#fast.begin((tx) => {
+        const q = this.#lazyWrites(tx, removes, retryIds, retryValues, releases, notify);
+        return Promise.all(q).then(() => this.#notifyIn(tx, notify));
+      });
+    } catch (err) {
+      this.#log.warn(
+        "Recording {count} finished or released job(s) in {store} failed: {error}; they may run again",
+        {
+          count: removes.length + releases.length,
+          store: this.description,
+          error: (err as Error).message,
+        },
+      );
+    } finally {
+      this.#lazyFlushing = false;
+      if (this.#removes.length + this.#retryIds.length + this.#releases.length > 0) {
+        this.#scheduleLazy();
+      }
+    }
+  }
+
+  #lazyWrites(
+    tx: Tx,
+    removes: number[],
+    retryIds: number[],
+    retryValues: number[],
+    releases: number[],
+    notify: Set<string>,
+  ): Promise<unknown>[] {
+    const q: Promise<unknown>[] = [];
+    if (removes.length > 0) {
+      q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${removes}::int8[])`);
+    }
+    if (retryIds.length > 0) {
+      q.push(tx`
+        UPDATE gearman_jobs j SET retries = v.r
+        FROM unnest(${retryIds}::int8[], ${retryValues}::int4[]) AS v(id, r) WHERE j.id = v.id`);
+    }
+    if (releases.length > 0) {
+      q.push(
+        tx`UPDATE gearman_jobs SET owner = NULL WHERE id = ANY(${releases}::int8[])
+           AND owner = ${this.serverId} RETURNING function`.then((r) => {
+          for (const row of r) notify.add(row.function as string);
+        }),
+      );
+    }
+    return q;
+  }
+
+  async #notifyIn(tx: Tx, notify: Set<string>): Promise<void> {
+    if (notify.size > 0) {
+      await tx`SELECT pg_notify(${CHANNEL}, f) FROM unnest(${[...notify]}::text[]) AS f`;
+    }
   }
 
   commit(): Promise<void> | void {
@@ -470,26 +576,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     const me = this.serverId;
     const done = this.#sql.begin(async (tx) => {
       const q: Promise<unknown>[] = [];
+      // Adds first: a job added and cancelled in one batch ends up removed.
       if (rows.length > 0) q.push(rows.insert(tx));
       for (const u of uniques) {
         q.push(insertUnique(tx, u).then((h) => handles.push(h)));
         notify.add(u.job.function);
-      }
-      if (removes.length > 0) {
-        q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${removes}::int8[])`);
-      }
-      if (retryIds.length > 0) {
-        q.push(tx`
-          UPDATE gearman_jobs j SET retries = v.r
-          FROM unnest(${retryIds}::int8[], ${retryValues}::int4[]) AS v(id, r) WHERE j.id = v.id`);
-      }
-      if (releases.length > 0) {
-        q.push(
-          tx`UPDATE gearman_jobs SET owner = NULL WHERE id = ANY(${releases}::int8[]) AND owner = ${me}
-             RETURNING function`.then((r) => {
-            for (const row of r) notify.add(row.function as string);
-          }),
-        );
       }
       for (const d of dead) {
         q.push(tx`
@@ -500,11 +591,14 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       if (deadRemoves.length > 0) {
         q.push(tx`DELETE FROM gearman_dead WHERE id = ANY(${deadRemoves}::int8[])`);
       }
+      q.push(...this.#lazyWrites(tx, removes, retryIds, retryValues, releases, notify));
       await Promise.all(q);
-      if (notify.size > 0) {
-        await tx`SELECT pg_notify(${CHANNEL}, f) FROM unnest(${[...notify]}::text[]) AS f`;
-      }
+      await this.#notifyIn(tx, notify);
     });
+    // Lazy flushes wait for it: a job must be added before it is removed.
+    const settled = done.then(() => {}, () => {});
+    this.#durableInFlight.add(settled);
+    void settled.then(() => this.#durableInFlight.delete(settled));
     return done.then(
       () => {
         for (let i = 0; i < uniques.length; i++) uniques[i]!.resolve(handles[i]!);
@@ -528,8 +622,12 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
 
   async #close(): Promise<void> {
     clearInterval(this.#timer);
+    clearTimeout(this.#lazyTimer);
     try {
       if (this.pending) await this.commit();
+      while (this.#lazyFlushing) await new Promise((r) => setTimeout(r, 5));
+      this.#lazyFlushing = false;
+      await this.#flushLazy();
       await this.#unlisten?.();
       // Whatever is still held goes back to the cluster, now rather than
       // at the end of the lease.
@@ -544,6 +642,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       );
     } finally {
       await this.#sql.end({ timeout: 2 }).catch(() => {});
+      await this.#fast.end({ timeout: 2 }).catch(() => {});
     }
   }
 
@@ -592,7 +691,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
 
   async claim(fn: string, limit: number): Promise<StoredJob[]> {
     const me = this.serverId;
-    const rows = await this.#sql`
+    const rows = await this.#fast`
       UPDATE gearman_jobs j SET owner = ${me}
       FROM (
         SELECT id FROM gearman_jobs
@@ -609,10 +708,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
 
   release(handles: number[]): void {
     for (const h of handles) this.#releases.push(h);
+    this.#scheduleLazy();
   }
 
   async lookup(handle: number): Promise<"unknown" | "queued" | "held"> {
-    const [row] = await this.#sql`SELECT owner FROM gearman_jobs WHERE id = ${handle}`;
+    const [row] = await this.#fast`SELECT owner FROM gearman_jobs WHERE id = ${handle}`;
     if (row === undefined) return "unknown";
     return row.owner === null ? "queued" : "held";
   }
@@ -621,7 +721,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     unique: Uint8Array,
   ): Promise<{ handle: number; held: boolean } | undefined> {
     if (unique.length === 0) return undefined;
-    const [row] = await this.#sql`
+    const [row] = await this.#fast`
       SELECT id, owner FROM gearman_jobs WHERE ukey = ${unique} LIMIT 1`;
     return row === undefined ? undefined : { handle: row.id as number, held: row.owner !== null };
   }
@@ -639,11 +739,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   /** Refresh {@link depth} and {@link servers} now (they refresh every heartbeat while asked for). */
   async refreshFigures(): Promise<void> {
     const [depth, servers] = await Promise.all([
-      this.#sql`
+      this.#fast`
         SELECT function, count(*) FILTER (WHERE owner IS NULL)::int AS queued,
           count(*) FILTER (WHERE owner IS NOT NULL)::int AS held
         FROM gearman_jobs GROUP BY function`,
-      this.#sql`
+      this.#fast`
         SELECT s.id, s.name,
           (extract(epoch FROM clock_timestamp() - s.heartbeat) * 1000)::int AS age,
           (SELECT count(*) FROM gearman_jobs j WHERE j.owner = s.id)::int AS held
@@ -670,17 +770,17 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     this.#ticking = true;
     try {
       const me = this.serverId;
-      const beat = await this.#sql`
+      const beat = await this.#fast`
         UPDATE gearman_servers SET heartbeat = now() WHERE id = ${me} RETURNING id`;
       if (beat.length === 0) {
         this.#log.error(
           "This server's lease in the cluster ended (no heartbeat for {lease} ms, e.g. the database was unreachable): the jobs it held were given to other servers, and may run twice; joining again",
           { lease: this.#leaseMs },
         );
-        await this.#sql`INSERT INTO gearman_servers (id, name) VALUES (${me}, ${this.#name})`;
+        await this.#fast`INSERT INTO gearman_servers (id, name) VALUES (${me}, ${this.#name})`;
         this.onLeaseLost?.();
       }
-      const freed = await this.#sql`
+      const freed = await this.#fast`
         WITH dead AS (
           DELETE FROM gearman_servers
           WHERE heartbeat < now() - ${this.#leaseMs} * interval '1 millisecond' RETURNING id, name
@@ -713,11 +813,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   async #notifyFunctions(fns: string[]): Promise<void> {
     const unique = [...new Set(fns)];
     if (unique.length === 0) return;
-    await this.#sql`SELECT pg_notify(${CHANNEL}, f) FROM unnest(${unique}::text[]) AS f`;
+    await this.#fast`SELECT pg_notify(${CHANNEL}, f) FROM unnest(${unique}::text[]) AS f`;
   }
 
   async #loadDead(): Promise<DeadLetter[]> {
-    const rows = await this.#sql`
+    const rows = await this.#fast`
       SELECT id, handle, function, uniq, data, priority, retries, failed_at, reason
       FROM gearman_dead ORDER BY id`;
     return rows.map((r) => ({
