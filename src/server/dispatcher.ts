@@ -1630,37 +1630,45 @@ export class Dispatcher {
 
   /** GET_STATUS for a job this server does not have: ask the cluster. */
   #clusterStatus(peer: Peer, handle: Uint8Array, n: number): void {
-    const conn = peer.conn;
-    conn.pause?.();
-    this.#cluster!.lookup(n).then((where) => {
-      if (conn.closed) return;
-      conn.out().begin(RES, T.STATUS_RES).bytes(handle).nul().byteString(
-        where === "unknown"
-          ? "0\x000\x000\x000"
-          : where === "held"
-          ? "1\x001\x000\x000"
-          : "1\x000\x000\x000",
-      ).end();
-    }, (err: Error) => {
-      if (!conn.closed) {
-        this.#error(peer, "QUEUE_ERROR", `Cannot look the job up in the cluster: ${err.message}`);
-      }
-    }).finally(() => conn.resume?.());
+    this.#askCluster(
+      peer,
+      this.#cluster!.lookup(n),
+      (where, w) =>
+        w.begin(RES, T.STATUS_RES).bytes(handle).nul().byteString(
+          where === "unknown"
+            ? "0\x000\x000\x000"
+            : where === "held"
+            ? "1\x001\x000\x000"
+            : "1\x000\x000\x000",
+        ).end(),
+    );
   }
 
   /** GET_STATUS_UNIQUE for a unique id this server does not have: ask the cluster. */
   #clusterStatusUnique(peer: Peer, unique: Uint8Array): void {
+    this.#askCluster(
+      peer,
+      this.#cluster!.lookupUnique(unique),
+      (found, w) =>
+        w.begin(RES, T.STATUS_RES_UNIQUE).bytes(unique).nul().byteString(
+          found === undefined
+            ? "0\x000\x000\x000\x000"
+            : found.held
+            ? "1\x001\x000\x000\x000"
+            : "1\x000\x000\x000\x000",
+        ).end(),
+    );
+  }
+
+  /**
+   * Answer a packet from the shared store: the connection's next packets
+   * wait (so replies stay in order) until `reply` has written the answer.
+   */
+  #askCluster<T>(peer: Peer, lookup: Promise<T>, reply: (found: T, w: PacketWriter) => void) {
     const conn = peer.conn;
     conn.pause?.();
-    this.#cluster!.lookupUnique(unique).then((found) => {
-      if (conn.closed) return;
-      conn.out().begin(RES, T.STATUS_RES_UNIQUE).bytes(unique).nul().byteString(
-        found === undefined
-          ? "0\x000\x000\x000\x000"
-          : found.held
-          ? "1\x001\x000\x000\x000"
-          : "1\x000\x000\x000\x000",
-      ).end();
+    lookup.then((found) => {
+      if (!conn.closed) reply(found, conn.out());
     }, (err: Error) => {
       if (!conn.closed) {
         this.#error(peer, "QUEUE_ERROR", `Cannot look the job up in the cluster: ${err.message}`);
