@@ -513,7 +513,7 @@ export class Dispatcher {
       if (peer.sleeping) {
         f.sleepers.add(peer);
         // Asleep already, and this function has work: wake it now.
-        if (f.ready > 0 && !this.#draining) this.#noop(peer);
+        if (f.ready > 0 && this.#handingOut) this.#noop(peer);
       }
     }
     if (timeout >= 0) {
@@ -536,7 +536,7 @@ export class Dispatcher {
   }
 
   #preSleep(peer: Peer): void {
-    for (const f of this.#draining ? [] : peer.functions) {
+    for (const f of this.#handingOut ? peer.functions : []) {
       if (f.ready > 0) {
         this.#noop(peer);
         return;
@@ -554,6 +554,15 @@ export class Dispatcher {
     for (const f of peer.functions) f.sleepers.delete(peer);
   }
 
+  /**
+   * Whether workers may be given jobs: not while draining, nor in a cluster
+   * while this server's lease is in doubt (no recent heartbeat: the others
+   * may be taking its jobs over).
+   */
+  get #handingOut(): boolean {
+    return !this.#draining && (this.#cluster === undefined || this.#cluster.leaseHeld);
+  }
+
   #noop(peer: Peer): void {
     this.#unsleep(peer);
     peer.noopSent = true;
@@ -566,7 +575,7 @@ export class Dispatcher {
    * takes another job, leaves, or drops the function passes the wake-up on.
    */
   #wakeOne(f: FunctionEntry): void {
-    if (f.sleepers.size === 0 || this.#draining) return;
+    if (f.sleepers.size === 0 || !this.#handingOut) return;
     for (const w of f.sleepers) {
       this.#noop(w);
       return;
@@ -576,7 +585,7 @@ export class Dispatcher {
   #grab(peer: Peer, type: number): void {
     this.#unsleep(peer);
     peer.noopSent = false;
-    if (this.#draining) {
+    if (!this.#handingOut) {
       peer.conn.out().begin(RES, T.NO_JOB).end();
       return;
     }
@@ -1584,6 +1593,8 @@ export class Dispatcher {
       } else if (f.sleepers.size > 0) {
         f.remote = true;
         this.#claimSoon(f);
+        // Sleepers told NO_JOB while the lease was in doubt: wake one now.
+        if (f.ready > 0) this.#wakeOne(f);
       }
     }
   }

@@ -226,6 +226,45 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "postgres: a server paused past its lease loses its held jobs to the others, hands out none meanwhile, and runs none twice",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2);
+    // A worker on A, asleep: the jobs submitted to A are held by A.
+    const wa = await c.worker(a!, "held");
+    assert.equal(await grab(wa), undefined);
+    const ca = await c.connect(a!);
+    const data = Array.from({ length: 20 }, (_, i) => `h${i}`);
+    await submitBackground(ca, "held", data);
+    assert.equal(await c.rows(`owner IS NOT NULL`), 20, "A holds every job");
+    // A stops answering (SIGSTOP) for longer than its lease (1.5 s).
+    Deno.kill(a!.pid, "SIGSTOP");
+    let resumed = false;
+    try {
+      const wb = await c.worker(b!, "held");
+      const ran: string[] = [];
+      const loop = runWorker(wb, (d) => ran.push(d));
+      await waitFor("B's worker to run A's jobs", () => ran.length === 20, 15_000);
+      loop.stop();
+      assert.deepEqual(ran.sort(), [...data].sort());
+      Deno.kill(a!.pid, "SIGCONT");
+      resumed = true;
+      // Back, A finds its lease gone and forgets what it held: its worker
+      // gets nothing (before its first heartbeat too: the lease is in doubt).
+      for (let i = 0; i < 5; i++) {
+        assert.equal(await grab(wa), undefined, `grab ${i} after the pause`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      await waitFor("the queue to empty", async () => await c.rows() === 0, 5000);
+    } finally {
+      if (!resumed) Deno.kill(a!.pid, "SIGCONT");
+    }
+  },
+});
+
+Deno.test({
   name: "postgres: a unique id coalesces across servers; GET_STATUS works on any server",
   ignore,
   async fn() {

@@ -243,6 +243,11 @@ export interface ClusterQueue {
   lookupUnique(unique: Uint8Array): Promise<{ handle: number; held: boolean } | undefined>;
   /** Called when jobs of a function may be waiting (another server queued them, or a server died). */
   onAvailable: ((fn: string) => void) | undefined;
+  /**
+   * Whether this server surely holds its lease (recent heartbeat). While it
+   * does not, it hands out no jobs: another server may be taking them over.
+   */
+  readonly leaseHeld: boolean;
   /** Called when this server lost its lease: the jobs it held are no longer its own. */
   onLeaseLost: (() => void) | undefined;
   /** Cluster-wide figures by function, refreshed in the background (at most a second old while asked for). */

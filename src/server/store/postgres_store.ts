@@ -297,6 +297,8 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   #closed: Promise<void> | undefined;
   #lazyTimer: ReturnType<typeof setTimeout> | undefined;
   #lazyFlushing = false;
+  /** When the last heartbeat that found this server's row was sent. */
+  #lastBeat = Date.now();
   /** Durable commits in flight (settled promises). */
   readonly #durableInFlight = new Set<Promise<void>>();
   #unlisten: (() => Promise<void>) | undefined;
@@ -648,6 +650,15 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
 
   // -------------------------------------------------------- ClusterQueue
 
+  /**
+   * Whether this server surely still holds its lease: its last good
+   * heartbeat went out less than three quarters of the lease ago (a margin
+   * for clock rates and the database's own delay).
+   */
+  get leaseHeld(): boolean {
+    return Date.now() - this.#lastBeat < this.#leaseMs * 0.75;
+  }
+
   nextHandle(): number {
     if (this.#nextHandle >= this.#handleEnd) {
       if (this.#spareBlock === undefined) {
@@ -770,16 +781,19 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     this.#ticking = true;
     try {
       const me = this.serverId;
+      const sentAt = Date.now();
       const beat = await this.#fast`
         UPDATE gearman_servers SET heartbeat = now() WHERE id = ${me} RETURNING id`;
       if (beat.length === 0) {
         this.#log.error(
-          "This server's lease in the cluster ended (no heartbeat for {lease} ms, e.g. the database was unreachable): the jobs it held were given to other servers, and may run twice; joining again",
+          "This server's lease in the cluster ended (no heartbeat for {lease} ms: paused, overloaded, or cut off from the database): other servers took the jobs it held; joining again",
           { lease: this.#leaseMs },
         );
-        await this.#fast`INSERT INTO gearman_servers (id, name) VALUES (${me}, ${this.#name})`;
+        // Forget what it held before claiming again under a new heartbeat.
         this.onLeaseLost?.();
+        await this.#fast`INSERT INTO gearman_servers (id, name) VALUES (${me}, ${this.#name})`;
       }
+      this.#lastBeat = sentAt;
       const freed = await this.#fast`
         WITH dead AS (
           DELETE FROM gearman_servers
