@@ -113,6 +113,8 @@ export class PacketFramer {
   /** How far a pending text line has been scanned for `\n`. */
   #lineScan = 0;
   #stopped = false;
+  /** Parsing is held back until resume(); received bytes are kept. */
+  #paused = false;
   /** Size of the next read region: grows while reads fill it, shrinks when idle. */
   #readSpace = MIN_READ_SPACE;
   /** Length of the last region handed out by readRegion(). */
@@ -157,6 +159,32 @@ export class PacketFramer {
    */
   stop(): void {
     this.#stopped = true;
+  }
+
+  /** Whether parsing is held back by {@link pause}. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * Stop parsing after the packet or line being reported, until
+   * {@link resume}: bytes already received, and any fed meanwhile, are
+   * kept, not reported. For backpressure: a sink whose replies pile up
+   * stops taking requests mid-chunk.
+   */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /**
+   * Parse what {@link pause} held back (reporting may pause again).
+   *
+   * @throws {ProtocolError} When the held-back bytes break the protocol.
+   */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (!this.#stopped && this.#end > this.#start) this.#parse();
   }
 
   /**
@@ -250,7 +278,7 @@ export class PacketFramer {
     const buf = this.#buf;
     const end = this.#end;
     let pos = this.#start;
-    while (pos < end && !this.#stopped) {
+    while (pos < end && !this.#stopped && !this.#paused) {
       if (buf[pos] !== 0) {
         if (!this.#text) {
           throw new ProtocolError(

@@ -37,6 +37,10 @@ export interface StreamFramer {
   commit(n: number): void;
   /** Report nothing more. */
   stop(): void;
+  /** Hold back parsing after the current message until `resume` (optional: backpressure mid-chunk). */
+  pause?(): void;
+  /** Parse what `pause` held back. */
+  resume?(): void;
 }
 
 export interface ConnectionOptions extends PacketFramerOptions {
@@ -80,6 +84,8 @@ export class Connection {
   /** The second buffer, made on the first write: filled while the other is being written. */
   #spare: PacketWriter | undefined;
   #flushScheduled = false;
+  /** The framer was paused because the outbox went past its limit. */
+  #paused = false;
   /** While above 0, output is held back (e.g. until a store commit). */
   #corked = 0;
   #lastRead: number = performance.now();
@@ -168,6 +174,16 @@ export class Connection {
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(this.#flush);
+    }
+    // Past the limit, take no more requests, not even the rest of the
+    // chunk being parsed: one read can hold thousands of GRAB_JOBs, each
+    // answered with a job's whole payload.
+    if (!this.#paused && this.#out.length + this.#writing > this.#maxOutbox) {
+      const framer = this.#framer;
+      if (framer.pause !== undefined) {
+        this.#paused = true;
+        framer.pause();
+      }
     }
     return this.#out;
   }
@@ -259,6 +275,13 @@ export class Connection {
       while (!this.#closing) {
         if (this.backlog > this.#maxOutbox) {
           await this.drained();
+          continue;
+        }
+        if (this.#paused) {
+          // The peer caught up: handle what was held back before reading more.
+          this.#paused = false;
+          tickClock();
+          framer.resume?.();
           continue;
         }
         const n = await this.#conn.read(framer.readRegion());
