@@ -24,6 +24,7 @@
 
 import { runServerCli } from "./src/server/cli.ts";
 
+export type { AdminReadAccess } from "./src/server/admin_commands.ts";
 export {
   DEFAULT_PORT,
   serve,

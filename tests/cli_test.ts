@@ -47,6 +47,8 @@ Deno.test("server CLI rejects bad flags with usage and exit code 2", async (t) =
     [["--max-queue", "1.5"], /--max-queue must be an integer/],
     [["--max-packet-size", "0"], /--max-packet-size must be at least 1/],
     [["extra"], /Unexpected argument 'extra'/],
+    [["--admin-read", "all"], /--admin-read must be any, loopback or token, got "all"/],
+    [["--admin-read", "token"], /--admin-read token needs --admin-token TOKEN/],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" "), async () => {
@@ -97,6 +99,56 @@ Deno.test("server CLI prints its address, serves, and stops cleanly on SIGTERM a
       await child.stderr.cancel();
     });
   }
+});
+
+Deno.test("server CLI --admin-read token refuses admin commands without the token, and logs it", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-N",
+      serverPath,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--admin-token",
+      "s3cret",
+      "--admin-read",
+      "token",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await stdout.read();
+    if (done) break;
+    text += value;
+  }
+  const m = text.match(/^listening on 127\.0\.0\.1:(\d+)\n/);
+  assert.ok(m, `unexpected first line: ${JSON.stringify(text)}`);
+  {
+    await using c = await PacketClient.connect({ port: Number(m[1]) });
+    const [reply] = await c.admin("status");
+    assert.match(reply!, /^ERR PERMISSION_DENIED /);
+    assert.deepEqual(await c.admin("auth s3cret"), ["OK"]);
+    assert.deepEqual(await c.admin("status"), []);
+  }
+  child.kill("SIGINT");
+  assert.equal((await child.status).code, 0);
+  const rest = async (r: ReadableStreamDefaultReader<string>) => {
+    let out = "";
+    for (let x = await r.read(); !x.done; x = await r.read()) out += x.value;
+    return out;
+  };
+  const logs = text + await rest(stdout) +
+    await rest(child.stderr.pipeThrough(new TextDecoderStream()).getReader());
+  assert.match(
+    logs,
+    /Refused admin command "status" from "127\.0\.0\.1:\d+": "every admin command needs the admin token/,
+  );
 });
 
 Deno.test("README's server command line section is the --help text", async () => {

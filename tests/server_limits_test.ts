@@ -3,6 +3,16 @@
 import assert from "node:assert/strict";
 import { serve } from "../server.ts";
 import { PacketClient } from "../client.ts";
+import { buildPacket, Magic } from "../src/protocol/mod.ts";
+import {
+  concat,
+  connect,
+  expectPacket,
+  startServer,
+  statusOf,
+  waitFor,
+  worker,
+} from "./_helpers.ts";
 
 Deno.test("server: past maxConnections new connections are closed; the open ones go on", async () => {
   await using server = serve({ hostname: "127.0.0.1", port: 0, maxConnections: 2 });
@@ -103,4 +113,70 @@ Deno.test("server: a client that submits and never reads stops being read (backp
   await writing;
   conn.close();
   await reading;
+});
+
+Deno.test("server: a worker that grabs jobs and never reads is not given more than its outbox holds; other workers get the rest", async () => {
+  const maxOutboxBytes = 64 * 1024;
+  await using server = startServer({ maxOutboxBytes });
+  const port = server.addr.port;
+  // 96 jobs of 1 MiB: far more than the kernel's socket buffers hold, so
+  // most of what a non-reading worker is given would pile up in the server.
+  const total = 96;
+  const payload = new Uint8Array(1024 * 1024).fill(120);
+  await using client = await connect(server);
+  for (let i = 0; i < total; i++) client.send("SUBMIT_JOB_BG", "big", `u${i}`, payload);
+  for (let i = 0; i < total; i++) await expectPacket(client, "JOB_CREATED", 10_000);
+
+  // The stuck worker: registers, asks for every job at once, never reads.
+  const stuck = await Deno.connect({ hostname: "127.0.0.1", port });
+  const grabs = [buildPacket(Magic.REQ, "CAN_DO", "big")];
+  for (let i = 0; i < total; i++) grabs.push(buildPacket(Magic.REQ, "GRAB_JOB"));
+  const request = concat(...grabs);
+  let off = 0;
+  while (off < request.length) off += await stuck.write(request.subarray(off));
+
+  // The jobs it holds settle at what the socket buffers and one outbox take.
+  let before = -1;
+  let running = (await statusOf(client, "big"))![1];
+  for (let i = 0; i < 50 && running !== before; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    before = running;
+    running = (await statusOf(client, "big"))![1];
+  }
+  assert.ok(running > 0, "the stuck worker was given some jobs");
+  assert.ok(
+    running <= total / 4,
+    `the stuck worker holds ${running} of ${total} 1 MiB jobs: the server kept assigning past a full outbox`,
+  );
+
+  // Other connections are served, and another worker runs every job the
+  // stuck one was not given.
+  await using good = await worker(server, "big");
+  let done = 0;
+  for (;;) {
+    good.send("GRAB_JOB");
+    const p = await good.receive(10_000);
+    if (p.name === "NO_JOB") break;
+    assert.equal(p.name, "JOB_ASSIGN");
+    assert.equal(p.args[2]!.length, payload.length);
+    good.send("WORK_COMPLETE", p.args[0]!, "ok");
+    done++;
+  }
+  assert.equal(done, total - running);
+
+  // When the stuck worker is dropped, the jobs it held are run too.
+  stuck.close();
+  await waitFor("the stuck worker's jobs to be requeued", async () => {
+    const s = await statusOf(client, "big");
+    return s !== undefined && s[1] === 0 && s[2] === 1;
+  }, 10_000);
+  for (;;) {
+    good.send("GRAB_JOB");
+    const p = await good.receive(10_000);
+    if (p.name === "NO_JOB") break;
+    good.send("WORK_COMPLETE", p.args[0]!, "ok");
+    done++;
+  }
+  assert.equal(done, total);
+  assert.equal((await statusOf(client, "big"))?.[0] ?? 0, 0);
 });

@@ -113,7 +113,7 @@ export class PacketFramer {
   /** How far a pending text line has been scanned for `\n`. */
   #lineScan = 0;
   #stopped = false;
-  /** Set by {@link pause}: the rest of the buffered bytes wait for {@link resume}. */
+  /** Parsing is held back until resume(); received bytes are kept. */
   #paused = false;
   /** Size of the next read region: grows while reads fill it, shrinks when idle. */
   #readSpace = MIN_READ_SPACE;
@@ -161,30 +161,31 @@ export class PacketFramer {
     this.#stopped = true;
   }
 
-  /**
-   * Stop reporting after the current packet, keeping the bytes after it
-   * for {@link resume}: a sink that must answer a packet asynchronously
-   * pauses so that later packets are answered after it, in order. Feed
-   * nothing while paused.
-   */
-  pause(): void {
-    this.#paused = true;
-  }
-
-  /** Whether {@link pause} was called and {@link resume} not yet. */
+  /** Whether parsing is held back by {@link pause}. */
   get paused(): boolean {
     return this.#paused;
   }
 
   /**
-   * Report the packets buffered since {@link pause} (which may pause again).
+   * Stop parsing after the packet or line being reported, until
+   * {@link resume}: bytes already received, and any fed meanwhile, are
+   * kept, not reported. For backpressure (a sink whose replies pile up
+   * stops taking requests mid-chunk) and for replies that come later (a
+   * store lookup): the packets after it are answered after it, in order.
+   */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /**
+   * Parse what {@link pause} held back (reporting may pause again).
    *
-   * @throws {ProtocolError} When the buffered bytes break the protocol.
+   * @throws {ProtocolError} When the held-back bytes break the protocol.
    */
   resume(): void {
     if (!this.#paused) return;
     this.#paused = false;
-    this.#parse();
+    if (!this.#stopped && this.#end > this.#start) this.#parse();
   }
 
   /**

@@ -933,3 +933,41 @@ Deno.test({
     assert.equal(got.length, 6);
   },
 });
+
+Deno.test({
+  name: "PacketFramer.pause() stops after the current packet; resume() reports the rest in order",
+  permissions: "none",
+  fn() {
+    const seen: string[] = [];
+    // deno-lint-ignore prefer-const
+    let framer: PacketFramer;
+    const sink: FramerSink = {
+      packet(_type, body) {
+        seen.push(new TextDecoder().decode(body));
+        if (seen.length % 2 === 1) framer.pause();
+      },
+      line(line) {
+        seen.push(`line:${new TextDecoder().decode(line)}`);
+      },
+    };
+    framer = new PacketFramer(sink, { text: true });
+    const bytes = Buffer.concat([
+      buildPacket(Magic.REQ, "ECHO_REQ", "a"),
+      buildPacket(Magic.REQ, "ECHO_REQ", "b"),
+      buildPacket(Magic.REQ, "ECHO_REQ", "c"),
+      enc.encode("status\n"),
+    ]);
+    framer.push(bytes.subarray(0, 20));
+    assert.deepEqual(seen, ["a"]);
+    assert.equal(framer.paused, true);
+    // Bytes fed while paused are kept, not reported.
+    framer.push(bytes.subarray(20));
+    assert.deepEqual(seen, ["a"]);
+    framer.resume();
+    assert.deepEqual(seen, ["a", "b", "c"]);
+    framer.resume();
+    assert.deepEqual(seen, ["a", "b", "c", "line:status"]);
+    assert.equal(framer.pending, 0);
+    assert.equal(framer.paused, false);
+  },
+});

@@ -7,6 +7,22 @@ import { byteString } from "../protocol/_bytes.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import type { Peer } from "./peer.ts";
 
+/**
+ * Who may run read-only admin commands on the Gearman port (`--admin-read`,
+ * `ServeOptions.adminRead`): any host, loopback only, or only
+ * connections that sent the admin token.
+ *
+ * @example Restrict to loopback
+ * ```ts
+ * import type { AdminReadAccess } from "@x/gearman/server";
+ * import assert from "node:assert/strict";
+ *
+ * const access: AdminReadAccess = "loopback";
+ * assert.equal(access, "loopback");
+ * ```
+ */
+export type AdminReadAccess = "any" | "loopback" | "token";
+
 /** What admin commands need from the server around the dispatcher. */
 export interface AdminHost {
   /** Server version string. */
@@ -21,14 +37,28 @@ export interface AdminHost {
    */
   readonly adminToken?: string | undefined;
   /**
-   * Who may run read-only commands (status, workers, show ...): everyone,
-   * or only loopback and token holders.
-   * @default "open"
+   * Who may run read-only commands (status, workers, show ...): `any`
+   * host; only `loopback` and token holders; or only token holders
+   * (`token`: then state-changing commands need the token from loopback too).
+   * @default "any"
    */
-  readonly readAccess?: "open" | "restricted";
+  readonly readAccess?: AdminReadAccess;
   /** Log a refused command. */
   refused?(peer: Peer, command: string, why: string): void;
 }
+
+/** Every command, to name a refused one in the log without echoing a mistyped token. */
+const KNOWN = new Set([
+  "workers",
+  "status",
+  "prioritystatus",
+  "jobs",
+  "clients",
+  "show",
+  "getpid",
+  "verbose",
+  "version",
+]);
 
 /** Commands that change the server's state: loopback or a token only. */
 const STATE_CHANGING = new Set([
@@ -93,10 +123,14 @@ export class AdminCommands {
         return "ERR PERMISSION_DENIED Wrong+admin+token\r\n";
       }
     }
-    const trusted = peer.adminAuthorized || isLoopback(peer.conn.remoteHost);
+    const access = this.#host.readAccess ?? "any";
+    const trusted = peer.adminAuthorized ||
+      (access !== "token" && isLoopback(peer.conn.remoteHost));
     if (!trusted) {
       if (STATE_CHANGING.has(cmd)) {
-        const why = token
+        const why = access === "token"
+          ? "every admin command needs the admin token (--admin-read token); send auth TOKEN first"
+          : token
           ? "send the admin token first (auth TOKEN)"
           : "state-changing commands are allowed from loopback only; start the server with --admin-token to allow them remotely";
         this.#host.refused?.(peer, line, why);
@@ -104,10 +138,15 @@ export class AdminCommands {
           encodeReason(`${cmd} is not allowed from this address: ${why}`)
         }\r\n`;
       }
-      if (this.#host.readAccess === "restricted") {
-        this.#host.refused?.(peer, line, "read access restricted");
+      if (access !== "any") {
+        const why = access === "token"
+          ? "every admin command needs the admin token (--admin-read token); send auth TOKEN first"
+          : token
+          ? "read-only admin commands are allowed from loopback only (--admin-read loopback); send the admin token first (auth TOKEN)"
+          : "read-only admin commands are allowed from loopback only (--admin-read loopback)";
+        this.#host.refused?.(peer, KNOWN.has(cmd) ? cmd : "(an unknown command)", why);
         return `ERR PERMISSION_DENIED ${
-          encodeReason("admin commands need the admin token from this address (auth TOKEN)")
+          encodeReason(`${cmd || "this"} is not allowed: ${why}`)
         }\r\n`;
       }
     }

@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 import { configure, getConsoleSink, type LogLevel } from "@logtape/logtape";
 import { DEFAULT_PORT, serve } from "./gearman_server.ts";
+import type { AdminReadAccess } from "./admin_commands.ts";
 import type { JobStore } from "./store/job_store.ts";
 import { PostgresJobStore } from "./store/postgres_store.ts";
 import { VERSION } from "../version.ts";
@@ -43,6 +44,9 @@ Options:
   --admin-token TOKEN  token for state-changing admin commands from other hosts (send
                        'auth TOKEN') and the HTTP API's (header 'Authorization: Bearer
                        TOKEN'); use a long random one, e.g. openssl rand -hex 32 (default none)
+  --admin-read WHO     who may run read-only admin commands (status, workers, show ...):
+                       any, loopback (or token holders), or token (then every admin
+                       command needs 'auth TOKEN', from loopback too) (default any)
   --drain-timeout S    on SIGTERM or "shutdown graceful": seconds running jobs may take
                        to finish before the server stops anyway (default 30)
   --max-client-jobs N  most foreground jobs one connection may wait on; 0 = unlimited (default 0)
@@ -94,6 +98,8 @@ export interface ServerFlags {
   http: { hostname: string; port: number } | undefined;
   /** Admin token: remote state-changing admin commands and the HTTP API's. */
   adminToken: string | undefined;
+  /** Who may run read-only admin commands. */
+  adminRead: AdminReadAccess;
 }
 
 /** Parse `--http [HOST:]PORT` (an IPv6 HOST in brackets). */
@@ -149,6 +155,7 @@ export function parseServerFlags(args: string[]): ServerFlags {
         "gloom-max-frame-size": { type: "string" },
         http: { type: "string" },
         "admin-token": { type: "string" },
+        "admin-read": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -215,6 +222,15 @@ export function parseServerFlags(args: string[]): ServerFlags {
       "--admin-token must be visible ASCII characters with no spaces (try: openssl rand -hex 32)",
     );
   }
+  const adminRead = values["admin-read"] ?? "any";
+  if (adminRead !== "any" && adminRead !== "loopback" && adminRead !== "token") {
+    throw new UsageError(`--admin-read must be any, loopback or token, got "${adminRead}"`);
+  }
+  if (adminRead === "token" && adminToken === undefined) {
+    throw new UsageError(
+      "--admin-read token needs --admin-token TOKEN (or use --admin-read loopback)",
+    );
+  }
   if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together: give both");
   }
@@ -227,6 +243,7 @@ export function parseServerFlags(args: string[]): ServerFlags {
     maxClientJobs: integerFlag("max-client-jobs", values["max-client-jobs"], 0, 2 ** 31),
     http,
     adminToken,
+    adminRead,
     gloom,
     maxMemoryJobs,
     store,
@@ -317,6 +334,7 @@ export async function runServerCli(args: string[]): Promise<number> {
       ...(flags.gloom !== undefined ? { gloom: flags.gloom } : {}),
       ...(flags.http !== undefined ? { http: flags.http } : {}),
       ...(flags.adminToken !== undefined ? { adminToken: flags.adminToken } : {}),
+      adminRead: flags.adminRead,
     });
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse && err.message.includes("HTTP")) {

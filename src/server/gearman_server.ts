@@ -8,7 +8,7 @@ import { DEFAULT_MAX_PACKET_SIZE } from "../protocol/packet_framer.ts";
 import type { ProtocolError } from "../protocol/protocol_error.ts";
 import { byteString } from "../protocol/_bytes.ts";
 import { Connection, DEFAULT_MAX_OUTBOX_BYTES } from "../transport/connection.ts";
-import { AdminCommands } from "./admin_commands.ts";
+import { AdminCommands, type AdminReadAccess } from "./admin_commands.ts";
 import { Dispatcher, type DispatcherLog } from "./dispatcher.ts";
 import type { Peer } from "./peer.ts";
 import type { JobStore } from "./store/job_store.ts";
@@ -126,6 +126,17 @@ export interface ServeOptions {
    * @default undefined (no token)
    */
   adminToken?: string;
+  /**
+   * Who may run the read-only admin commands (`status`, `workers`, `show
+   * jobs`, ...) on the Gearman port: `"any"` host; `"loopback"` only (and
+   * connections that sent the admin token); or `"token"`: only connections
+   * that sent the admin token, from loopback too, and then every
+   * state-changing command needs the token as well (needs `adminToken`).
+   * Refusals are answered `ERR PERMISSION_DENIED ...` and logged. The HTTP
+   * endpoint is not affected (it has its own address).
+   * @default "any"
+   */
+  adminRead?: AdminReadAccess;
   /**
    * Serve the Gearman port over TLS with this certificate chain and key
    * (PEM text). Clients connect with TLS (`tls` option of Client, Worker,
@@ -300,6 +311,7 @@ export class Server implements AsyncDisposable {
       gloom,
       http,
       adminToken,
+      adminRead = "any",
       signal,
       drainTimeoutMs = DEFAULT_DRAIN_TIMEOUT_MS,
       maxClientJobs = 0,
@@ -333,6 +345,18 @@ export class Server implements AsyncDisposable {
     const { hostname: httpHostname = "127.0.0.1", port: httpPort = DEFAULT_HTTP_PORT } = http ?? {};
     checkInteger("http.port", httpPort, 0, 65535);
     if (adminToken !== undefined) checkAdminToken(adminToken);
+    if (adminRead !== "any" && adminRead !== "loopback" && adminRead !== "token") {
+      throw new TypeError(
+        `Cannot start server: adminRead must be "any", "loopback" or "token", received ${
+          JSON.stringify(adminRead)
+        }`,
+      );
+    }
+    if (adminRead === "token" && adminToken === undefined) {
+      throw new TypeError(
+        'Cannot start server: adminRead "token" needs an adminToken; pass one (--admin-token) or use adminRead "loopback"',
+      );
+    }
     if (/[\s\0]/.test(handleHost) || handleHost === "") {
       throw new TypeError(
         `Cannot start server: handleHost must be non-empty with no spaces or NUL, received ${
@@ -369,6 +393,7 @@ export class Server implements AsyncDisposable {
       shutdown: (graceful) => void this.shutdown({ graceful }),
       logLevel: () => "INFO",
       adminToken,
+      readAccess: adminRead,
       refused: (peer, command, why) =>
         this.#logger.warn("Refused admin command {command} from {remote}: {why}", {
           command,

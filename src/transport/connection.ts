@@ -37,9 +37,9 @@ export interface StreamFramer {
   commit(n: number): void;
   /** Report nothing more. */
   stop(): void;
-  /** Hold the packets after the current one until {@link StreamFramer.resume}. */
+  /** Hold back parsing after the current message until `resume` (backpressure, late replies). */
   pause?(): void;
-  /** Report what {@link StreamFramer.pause} held back (may throw a framing error). */
+  /** Parse what `pause` held back (may throw a framing error). */
   resume?(): void;
 }
 
@@ -84,6 +84,8 @@ export class Connection {
   /** The second buffer, made on the first write: filled while the other is being written. */
   #spare: PacketWriter | undefined;
   #flushScheduled = false;
+  /** The framer was paused because the outbox went past its limit. */
+  #backpressured = false;
   /** While above 0, output is held back (e.g. until a store commit). */
   #corked = 0;
   #lastRead: number = performance.now();
@@ -95,8 +97,8 @@ export class Connection {
   #closing = false;
   #socketClosed = false;
   #drained: PromiseWithResolvers<void> | undefined;
-  /** Set while paused: the read loop waits for it. */
-  #paused: PromiseWithResolvers<void> | undefined;
+  /** Set while {@link pause}d for a late reply: the read loop waits for it. */
+  #replyWait: PromiseWithResolvers<void> | undefined;
   readonly #done: PromiseWithResolvers<Error | undefined> = Promise.withResolvers();
   /** Why the connection ended, when it was not a plain EOF or close. */
   #error: Error | undefined;
@@ -175,6 +177,16 @@ export class Connection {
       this.#flushScheduled = true;
       queueMicrotask(this.#flush);
     }
+    // Past the limit, take no more requests, not even the rest of the
+    // chunk being parsed: one read can hold thousands of GRAB_JOBs, each
+    // answered with a job's whole payload.
+    if (!this.#backpressured && this.#out.length + this.#writing > this.#maxOutbox) {
+      const framer = this.#framer;
+      if (framer.pause !== undefined) {
+        this.#backpressured = true;
+        framer.pause();
+      }
+    }
     return this.#out;
   }
 
@@ -197,9 +209,7 @@ export class Connection {
     this.#out.reset();
     this.#closing = true;
     this.#framer.stop();
-    const paused = this.#paused;
-    this.#paused = undefined;
-    paused?.resolve();
+    this.#releaseReplyWait();
     this.#closeSocket();
   }
 
@@ -252,15 +262,24 @@ export class Connection {
   pause(): void {
     if (this.#framer.pause === undefined || this.#closing) return;
     this.#framer.pause();
-    this.#paused ??= Promise.withResolvers();
+    this.#replyWait ??= Promise.withResolvers();
   }
 
-  /** Handle the packets {@link pause} held back, then read again. */
+  #releaseReplyWait(): void {
+    const gate = this.#replyWait;
+    this.#replyWait = undefined;
+    gate?.resolve();
+  }
+
+  /**
+   * Handle the packets {@link pause} held back, then read again (once the
+   * outbox is below its limit, if it is not).
+   */
   resume(): void {
-    const gate = this.#paused;
+    const gate = this.#replyWait;
     if (gate === undefined) return;
-    this.#paused = undefined;
-    if (!this.#closing) {
+    this.#replyWait = undefined;
+    if (!this.#closing && !this.#backpressured) {
       try {
         this.#framer.resume?.();
       } catch (err) {
@@ -295,12 +314,19 @@ export class Connection {
     const framer = this.#framer;
     try {
       while (!this.#closing) {
-        if (this.#paused !== undefined) {
-          await this.#paused.promise;
+        if (this.#replyWait !== undefined) {
+          await this.#replyWait.promise;
           continue;
         }
         if (this.backlog > this.#maxOutbox) {
           await this.drained();
+          continue;
+        }
+        if (this.#backpressured) {
+          // The peer caught up: handle what was held back before reading more.
+          this.#backpressured = false;
+          tickClock();
+          framer.resume?.();
           continue;
         }
         const n = await this.#conn.read(framer.readRegion());
@@ -330,9 +356,7 @@ export class Connection {
     if (this.#closing) return;
     this.#closing = true;
     this.#framer.stop();
-    const paused = this.#paused;
-    this.#paused = undefined;
-    paused?.resolve();
+    this.#releaseReplyWait();
     void this.#shutdown(flushTimeoutMs);
   }
 

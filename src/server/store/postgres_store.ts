@@ -575,7 +575,6 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     this.#deadRemoves = [];
     this.#notify = new Set();
     const handles: number[] = [];
-    const me = this.serverId;
     const done = this.#sql.begin(async (tx) => {
       const q: Promise<unknown>[] = [];
       // Adds first: a job added and cancelled in one batch ends up removed.
