@@ -301,16 +301,28 @@ Deno.test({
       "0",
       "0",
     ]);
-    // The job runs once, on a worker of the other server.
+    // Each job runs once, on a worker of the other server.
     const w = await c.worker(b!, "uq");
     const ran: string[] = [];
-    const loop = runWorker(w, (d) => ran.push(d));
-    await waitFor("both jobs to run", () => ran.length === 2, 10_000);
-    loop.stop();
+    for (let i = 0; i < 2; i++) {
+      const { job } = await waitForJob(w, 10_000);
+      ran.push(job.data);
+      w.send("WORK_COMPLETE", job.handle, "");
+    }
     assert.deepEqual(ran.sort(), ["payload", "x"]);
-    // Done: the unique id is free again.
-    const [h4] = await submitBackground(ca, "uq", ["again"], () => "order-42");
-    assert.notEqual(h4, h1);
+    // Done (the server has the WORK_COMPLETE): the unique id is free again
+    // at once on that server.
+    await sync(w);
+    const [h4] = await submitBackground(cb, "uq", ["again"], () => "order-42");
+    assert.notEqual(h4, h1, "a submit right after the end makes a new job");
+    const { job } = await waitForJob(w, 10_000);
+    assert.equal(job.data, "again");
+    w.send("WORK_COMPLETE", job.handle, "");
+    // On another server, once the end is committed (within milliseconds).
+    await waitFor("the end to be committed", async () => await c.rows() === 0, 5000);
+    const [h5] = await submitBackground(ca, "uq", ["and again"], () => "order-42");
+    assert.notEqual(h5, h4);
+    assert.equal((await waitForJob(w, 10_000)).job.data, "and again");
   },
 });
 

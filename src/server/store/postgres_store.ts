@@ -277,6 +277,10 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   #rows = new RowBatch();
   #uniques: UniqueSubmit[] = [];
   #removes: number[] = [];
+  /** Ends of jobs with a unique id: committed at once, not lazily. */
+  #keyedRemoves: number[] = [];
+  /** Handles of held jobs with a unique id. */
+  readonly #keyed = new Set<number>();
   #retryIds: number[] = [];
   #retryValues: number[] = [];
   #releases: number[] = [];
@@ -428,9 +432,15 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   /** A job this server holds (it keeps it in memory and runs it). */
   add(job: StoredJob): void {
     this.#rows.add(job, this.serverId);
+    if (coalescingKey(job.unique, job.data) !== undefined) this.#keyed.add(job.handle);
   }
 
   remove(handle: number): void {
+    if (this.#keyed.delete(handle)) {
+      // Its unique id must be free for the next submit at once: with the next commit.
+      this.#keyedRemoves.push(handle);
+      return;
+    }
     this.#removes.push(handle);
     this.#scheduleLazy();
   }
@@ -471,7 +481,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
    */
   get pending(): boolean {
     return this.#rows.length > 0 || this.#uniques.length > 0 || this.#dead.length > 0 ||
-      this.#deadRemoves.length > 0;
+      this.#deadRemoves.length > 0 || this.#keyedRemoves.length > 0;
   }
 
   #scheduleLazy(): void {
@@ -558,6 +568,8 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     if (!this.pending) return;
     const rows = this.#rows;
     const uniques = this.#uniques;
+    const keyedRemoves = this.#keyedRemoves;
+    this.#keyedRemoves = [];
     const removes = this.#removes;
     const retryIds = this.#retryIds;
     const retryValues = this.#retryValues;
@@ -575,27 +587,39 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     this.#deadRemoves = [];
     this.#notify = new Set();
     const handles: number[] = [];
-    const done = this.#sql.begin(async (tx) => {
-      const q: Promise<unknown>[] = [];
-      // Adds first: a job added and cancelled in one batch ends up removed.
-      if (rows.length > 0) q.push(rows.insert(tx));
-      for (const u of uniques) {
-        q.push(insertUnique(tx, u).then((h) => handles.push(h)));
-        notify.add(u.job.function);
-      }
-      for (const d of dead) {
-        q.push(tx`
+    // Unique submits wait for the commits before them: one of those may end
+    // the job holding the same id (on another connection, so not ordered).
+    const before = uniques.length > 0 && this.#durableInFlight.size > 0
+      ? Promise.all([...this.#durableInFlight])
+      : undefined;
+    const done = (before ?? Promise.resolve()).then(() =>
+      this.#sql.begin(async (tx) => {
+        const q: Promise<unknown>[] = [];
+        // Ended jobs with a unique id first, so a new submit with that id in
+        // this batch makes a new job. Then adds, before the other removes: a
+        // job added and cancelled in one batch ends up removed.
+        if (keyedRemoves.length > 0) {
+          q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${keyedRemoves}::int8[])`);
+        }
+        if (rows.length > 0) q.push(rows.insert(tx));
+        for (const u of uniques) {
+          q.push(insertUnique(tx, u).then((h) => handles.push(h)));
+          notify.add(u.job.function);
+        }
+        for (const d of dead) {
+          q.push(tx`
           INSERT INTO gearman_dead (handle, function, uniq, data, priority, retries, failed_at, reason)
           VALUES (${d.handle}, ${d.function}, ${d.unique}, ${d.data}, ${d.priority}, ${d.retries},
             ${d.failedAt}, ${d.reason})`);
-      }
-      if (deadRemoves.length > 0) {
-        q.push(tx`DELETE FROM gearman_dead WHERE id = ANY(${deadRemoves}::int8[])`);
-      }
-      q.push(...this.#lazyWrites(tx, removes, retryIds, retryValues, releases, notify));
-      await Promise.all(q);
-      await this.#notifyIn(tx, notify);
-    });
+        }
+        if (deadRemoves.length > 0) {
+          q.push(tx`DELETE FROM gearman_dead WHERE id = ANY(${deadRemoves}::int8[])`);
+        }
+        q.push(...this.#lazyWrites(tx, removes, retryIds, retryValues, releases, notify));
+        await Promise.all(q);
+        await this.#notifyIn(tx, notify);
+      })
+    );
     // Lazy flushes wait for it: a job must be added before it is removed.
     const settled = done.then(() => {}, () => {});
     this.#durableInFlight.add(settled);
@@ -713,6 +737,9 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       RETURNING j.id, j.uniq, j.data, j.priority, j.run_at, j.cron, j.retries, j.reducer`;
     const jobs = rows.map((r) => rowToJob(r, fn));
     jobs.sort((a, b) => a.priority - b.priority || a.handle - b.handle);
+    for (const j of jobs) {
+      if (coalescingKey(j.unique, j.data) !== undefined) this.#keyed.add(j.handle);
+    }
     return jobs;
   }
 
