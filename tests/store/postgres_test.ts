@@ -207,9 +207,12 @@ Deno.test({
       assert.ok(atKill.has(d), `${d} ran twice but the killed server's worker never started it`);
       assert.equal(runs.get(d), 2, `${d} ran ${runs.get(d)} times`);
     }
+    // Re-run: the job in progress, and the last ones it finished whose ends
+    // were not yet written (ends are written every 5 ms; a job takes 5 ms
+    // here). Not the jobs it held and never started.
     assert.ok(
-      twice.length <= 2,
-      `re-runs: ${twice.join(", ")} (expected only the job in progress)`,
+      twice.length <= 10,
+      `re-runs: ${twice.join(", ")} (expected the job in progress and the last few finished)`,
     );
     await waitFor("the queue to empty", async () => await c.rows() === 0, 5000);
     // The survivors list two live servers.
