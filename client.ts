@@ -39,6 +39,7 @@ export {
   type SubmitOptions,
 } from "./src/client/gearman_client.ts";
 export { Job, JobResult, type JobUpdate } from "./src/client/job.ts";
+export type { ClientTlsOptions } from "./src/client/tls_options.ts";
 export {
   AdminError,
   ConnectionError,

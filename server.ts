@@ -25,6 +25,7 @@
 import { runServerCli } from "./src/server/cli.ts";
 
 export type { AdminReadAccess } from "./src/server/admin_commands.ts";
+export type { TlsAccessRule, TlsAccessRules } from "./src/server/tls_access.ts";
 export {
   DEFAULT_PORT,
   serve,

@@ -32,3 +32,4 @@ export {
   type WorkerOptions,
 } from "./src/client/gearman_worker.ts";
 export { PacketClient } from "./src/client/packet_client.ts";
+export type { ClientTlsOptions } from "./src/client/tls_options.ts";

@@ -49,6 +49,11 @@ Deno.test("server CLI rejects bad flags with usage and exit code 2", async (t) =
     [["extra"], /Unexpected argument 'extra'/],
     [["--admin-read", "all"], /--admin-read must be any, loopback or token, got "all"/],
     [["--admin-read", "token"], /--admin-read token needs --admin-token TOKEN/],
+    [["--tls-ca", "ca.pem"], /--tls-ca needs --tls-cert and --tls-key/],
+    [
+      ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-access", "a.json"],
+      /--tls-access needs --tls-ca/,
+    ],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" "), async () => {

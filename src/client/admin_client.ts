@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { ClientTlsOptions } from "./tls_options.ts";
 import { AdminError, ConnectionError } from "./errors.ts";
 import { PacketClient } from "./packet_client.ts";
 import { parseServerAddress } from "./server_address.ts";
@@ -110,8 +111,8 @@ export interface AdminClientOptions {
    * @default 5000
    */
   timeoutMs?: number;
-  /** Connect with TLS, trusting these PEM CA certificates besides the system's. */
-  tls?: { caCerts?: string[] };
+  /** Connect with TLS: CAs to trust besides the system's, and an optional client certificate. */
+  tls?: ClientTlsOptions;
   /** Sent first (`auth TOKEN`) so state-changing commands are allowed remotely (--admin-token). */
   token?: string;
 }

@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { ClientTlsOptions } from "./tls_options.ts";
 import { getLogger } from "@logtape/logtape";
 import { buildPacket, Magic } from "../protocol/packet.ts";
 import { PacketType as T } from "../protocol/packet_type.ts";
@@ -74,10 +75,12 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /**
    * Connect with TLS (servers started with --tls-cert/--tls-key). `caCerts`
-   * are PEM certificates to trust besides the system's (e.g. a private CA).
+   * are PEM certificates to trust besides the system's (e.g. a private CA);
+   * `cert` and `key` are this client's certificate, for servers that
+   * require one (--tls-ca).
    * @default undefined (plain TCP)
    */
-  tls?: { caCerts?: string[] };
+  tls?: ClientTlsOptions;
   /**
    * Largest response packet body accepted, in bytes.
    * @default {64 MiB}

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { ClientTlsOptions } from "./tls_options.ts";
 import { getLogger } from "@logtape/logtape";
 import { buildPacket, Magic, splitArgs } from "../protocol/packet.ts";
 import { PacketType as T } from "../protocol/packet_type.ts";
@@ -104,10 +105,12 @@ export interface WorkerOptions {
   connectTimeoutMs?: number;
   /**
    * Connect with TLS (servers started with --tls-cert/--tls-key). `caCerts`
-   * are PEM certificates to trust besides the system's (e.g. a private CA).
+   * are PEM certificates to trust besides the system's (e.g. a private CA);
+   * `cert` and `key` are this client's certificate, for servers that
+   * require one (--tls-ca).
    * @default undefined (plain TCP)
    */
-  tls?: { caCerts?: string[] };
+  tls?: ClientTlsOptions;
   /**
    * Largest job packet accepted, in bytes.
    * @default {64 MiB}
@@ -398,6 +401,14 @@ export class Worker implements AsyncDisposable {
         if (code === "JOB_NOT_FOUND") {
           // A result for a job the server took back (timeout, reconnect).
           this.#log.debug("Server {server} no longer knows a job we answered: {text}", {
+            server: server.conn.address.label,
+            text,
+          });
+          return;
+        }
+        if (code === "PERMISSION_DENIED") {
+          // A CAN_DO this worker's certificate may not send (--tls-access).
+          this.#log.error("Server {server} refused: {text}", {
             server: server.conn.address.label,
             text,
           });

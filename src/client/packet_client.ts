@@ -5,6 +5,7 @@
  * @module
  */
 
+import { type ClientTlsOptions, connectTlsOptions } from "./tls_options.ts";
 import { Magic, type Packet, splitArgs } from "../protocol/packet.ts";
 import { type PacketTypeName, packetTypeName } from "../protocol/packet_type.ts";
 import { fromUtf8, toBytes } from "../protocol/_bytes.ts";
@@ -33,8 +34,8 @@ export interface PacketClientOptions {
    * @default 4730
    */
   port?: number;
-  /** Connect with TLS, trusting these PEM CA certificates besides the system's. */
-  tls?: { caCerts?: string[] };
+  /** Connect with TLS: CAs to trust besides the system's, and an optional client certificate. */
+  tls?: ClientTlsOptions;
 }
 
 /**
@@ -126,7 +127,7 @@ export class PacketClient implements AsyncDisposable {
       const conn = await Deno.connectTls({
         hostname,
         port,
-        ...(tls.caCerts ? { caCerts: tls.caCerts } : {}),
+        ...connectTlsOptions(tls),
       });
       try {
         await conn.handshake();

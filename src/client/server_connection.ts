@@ -2,6 +2,7 @@
 // frames response packets, and remembers failures so a server that is down
 // is skipped until its backoff has passed.
 
+import { type ClientTlsOptions, connectTlsOptions } from "./tls_options.ts";
 import { Magic } from "../protocol/packet.ts";
 import { Connection } from "../transport/connection.ts";
 import type { PacketWriter } from "../protocol/packet_writer.ts";
@@ -24,7 +25,7 @@ export interface ServerConnectionOptions {
   minBackoffMs: number;
   maxBackoffMs: number;
   /** Connect with TLS, trusting these CA certificates (PEM) or the system's. */
-  tls?: { caCerts?: string[] } | undefined;
+  tls?: ClientTlsOptions | undefined;
 }
 
 /** A lazily opened, failure-remembering connection to one server. */
@@ -103,7 +104,7 @@ export class ServerConnection {
     try {
       const tls = this.#options.tls;
       const attempt: Promise<Deno.TcpConn | Deno.TlsConn> = tls
-        ? Deno.connectTls({ hostname, port, ...(tls.caCerts ? { caCerts: tls.caCerts } : {}) })
+        ? Deno.connectTls({ hostname, port, ...connectTlsOptions(tls) })
         : Deno.connect({ hostname, port });
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -148,7 +149,11 @@ export class ServerConnection {
           label,
           `Cannot connect to Gearman server ${label} with TLS: ${
             (err as Error).message
-          }; check the server's certificate and the CA given to the client`,
+          }; check the server's certificate and the CA given to the client${
+            this.#options.tls.cert === undefined
+              ? " (a server started with --tls-ca also needs a client certificate: tls.cert and tls.key)"
+              : ", and that the server's --tls-ca CA signed the client certificate"
+          }`,
           { cause: err },
         );
       }

@@ -123,8 +123,27 @@ export class AdminCommands {
         return "ERR PERMISSION_DENIED Wrong+admin+token\r\n";
       }
     }
+    const certRule = peer.access;
+    if (certRule !== undefined && !peer.adminAuthorized) {
+      // Mutual TLS with access rules: the certificate decides (or the token).
+      const allowed = certRule.admin === "all" ||
+        (certRule.admin === "read" && !STATE_CHANGING.has(cmd));
+      if (!allowed) {
+        const why = `certificate "${certRule.name}" has admin "${certRule.admin}" in --tls-access${
+          token ? "; or send the admin token first (auth TOKEN)" : ""
+        }`;
+        this.#host.refused?.(
+          peer,
+          KNOWN.has(cmd) || STATE_CHANGING.has(cmd) ? cmd : "(an unknown command)",
+          why,
+        );
+        return `ERR PERMISSION_DENIED ${
+          encodeReason(`${cmd || "this"} is not allowed: ${why}`)
+        }\r\n`;
+      }
+    }
     const access = this.#host.readAccess ?? "any";
-    const trusted = peer.adminAuthorized ||
+    const trusted = peer.adminAuthorized || certRule !== undefined ||
       (access !== "token" && isLoopback(peer.conn.remoteHost));
     if (!trusted) {
       if (STATE_CHANGING.has(cmd)) {

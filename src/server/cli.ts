@@ -7,6 +7,7 @@ import { DEFAULT_PORT, serve } from "./gearman_server.ts";
 import type { AdminReadAccess } from "./admin_commands.ts";
 import type { JobStore } from "./store/job_store.ts";
 import { PostgresJobStore } from "./store/postgres_store.ts";
+import type { TlsAccessRules } from "./tls_access.ts";
 import { VERSION } from "../version.ts";
 
 const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
@@ -55,6 +56,9 @@ Options:
                        (default 0)
   --tls-cert FILE      serve the Gearman port over TLS with this PEM certificate chain
   --tls-key FILE       ... and this PEM private key (both needed; needs --allow-read)
+  --tls-ca FILE        require client certificates signed by this PEM CA (mutual TLS)
+  --tls-access FILE    JSON rules by client certificate name (CN): which functions each
+                       may submit and work on, and admin access (needs --tls-ca)
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 `;
@@ -92,6 +96,10 @@ export interface ServerFlags {
   maxConnections: number;
   idleTimeoutMs: number;
   tlsKey: string | undefined;
+  /** CA file for client certificates (mutual TLS). */
+  tlsCa: string | undefined;
+  /** Access rules file (JSON) by client certificate name. */
+  tlsAccess: string | undefined;
   /** Gloom listeners, when --gloom or a --gloom-* flag was given. */
   gloom: { masterPort: number; workerPort: number; maxFrameSize: number } | undefined;
   /** HTTP endpoint, when --http was given. */
@@ -149,6 +157,8 @@ export function parseServerFlags(args: string[]): ServerFlags {
         "max-connections": { type: "string" },
         "idle-timeout": { type: "string" },
         "tls-key": { type: "string" },
+        "tls-ca": { type: "string" },
+        "tls-access": { type: "string" },
         gloom: { type: "boolean" },
         "gloom-master-port": { type: "string" },
         "gloom-worker-port": { type: "string" },
@@ -234,11 +244,21 @@ export function parseServerFlags(args: string[]): ServerFlags {
   if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together: give both");
   }
+  if (values["tls-ca"] !== undefined && values["tls-cert"] === undefined) {
+    throw new UsageError("--tls-ca needs --tls-cert and --tls-key (the server's own certificate)");
+  }
+  if (values["tls-access"] !== undefined && values["tls-ca"] === undefined) {
+    throw new UsageError(
+      "--tls-access needs --tls-ca: the names it lists come from client certificates the CA signed",
+    );
+  }
   return {
     tlsCert: values["tls-cert"],
     maxConnections: integerFlag("max-connections", values["max-connections"], 0, 2 ** 31),
     idleTimeoutMs: integerFlag("idle-timeout", values["idle-timeout"], 0, 86400 * 365) * 1000,
     tlsKey: values["tls-key"],
+    tlsCa: values["tls-ca"],
+    tlsAccess: values["tls-access"],
     drainTimeoutMs: integerFlag("drain-timeout", values["drain-timeout"], 30, 86400) * 1000,
     maxClientJobs: integerFlag("max-client-jobs", values["max-client-jobs"], 0, 2 ** 31),
     http,
@@ -286,20 +306,36 @@ export async function runServerCli(args: string[]): Promise<number> {
       { category: ["logtape", "meta"], sinks: ["console"], lowestLevel: "warning" },
     ],
   });
-  let tls: { cert: string; key: string } | undefined;
+  let tls: { cert: string; key: string; ca?: string; access?: TlsAccessRules } | undefined;
   if (flags.tlsCert !== undefined && flags.tlsKey !== undefined) {
+    const files = [flags.tlsCert, flags.tlsKey, flags.tlsCa, flags.tlsAccess].filter((f) =>
+      f !== undefined
+    );
     try {
       tls = {
         cert: await Deno.readTextFile(flags.tlsCert),
         key: await Deno.readTextFile(flags.tlsKey),
+        ...(flags.tlsCa !== undefined ? { ca: await Deno.readTextFile(flags.tlsCa) } : {}),
       };
     } catch (err) {
       console.error(
-        `error: cannot read the TLS certificate or key (${flags.tlsCert}, ${flags.tlsKey}): ${
+        `error: cannot read the TLS files (${files.join(", ")}): ${
           (err as Error).message
         }; check the paths and run with --allow-read for them`,
       );
       return 1;
+    }
+    if (flags.tlsAccess !== undefined) {
+      try {
+        tls.access = JSON.parse(await Deno.readTextFile(flags.tlsAccess));
+      } catch (err) {
+        console.error(
+          `error: cannot use --tls-access ${flags.tlsAccess}: ${
+            (err as Error).message
+          }; it must be readable (--allow-read) JSON like {"alice": {"submit": ["reverse"], "work": [], "admin": "read"}}`,
+        );
+        return 1;
+      }
     }
   }
   let store: string | JobStore = flags.store;

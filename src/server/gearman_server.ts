@@ -23,6 +23,12 @@ import {
 } from "../gloom/frame.ts";
 import { checkAdminToken, DEFAULT_HTTP_PORT, HttpFrontEnd } from "../http/http_server.ts";
 import { Traffic } from "./traffic.ts";
+import {
+  type MutualTlsConn,
+  MutualTlsUpgrader,
+  TlsHandshakeError,
+} from "../transport/mutual_tls.ts";
+import { compileAccessRules, type CompiledAccess, type TlsAccessRules } from "./tls_access.ts";
 
 /** The port IANA assigned to Gearman. */
 export const DEFAULT_PORT = 4730;
@@ -140,10 +146,19 @@ export interface ServeOptions {
   /**
    * Serve the Gearman port over TLS with this certificate chain and key
    * (PEM text). Clients connect with TLS (`tls` option of Client, Worker,
-   * AdminClient; `openssl s_client`). Client certificates are not asked for.
+   * AdminClient; `openssl s_client`).
+   *
+   * With `ca` (PEM), every client must present a certificate that chains
+   * to it (mutual TLS): a client with none, or one the CA did not sign,
+   * fails the handshake (logged). With `access` too (needs `ca`), what
+   * each certificate's subject common name (CN) may do is limited by
+   * those rules: submitting to functions, registering as a worker,
+   * admin commands; refused requests get an ERROR packet
+   * (`PERMISSION_DENIED`) or admin line and are logged. Loopback is not
+   * trusted for admin commands then.
    * @default undefined (plain TCP)
    */
-  tls?: { cert: string; key: string };
+  tls?: { cert: string; key: string; ca?: string; access?: TlsAccessRules };
   /**
    * Most connections open at once on the Gearman port; past it, new ones are
    * closed at once (and logged). 0 is unlimited.
@@ -273,6 +288,10 @@ function logAdapter(logger: Logger): DispatcherLog {
  */
 export class Server implements AsyncDisposable {
   readonly #listener: Deno.Listener<Deno.TcpConn> | Deno.TlsListener;
+  readonly #mutualTls: MutualTlsUpgrader | undefined;
+  readonly #access: ((name: string) => CompiledAccess) | undefined;
+  /** Mutual-TLS handshakes under way (closed on shutdown). */
+  readonly #handshaking = new Set<Deno.TcpConn>();
   readonly #gloom: GloomFrontEnd | undefined;
   readonly #dispatcher: Dispatcher;
   readonly #store: JobStore;
@@ -345,6 +364,14 @@ export class Server implements AsyncDisposable {
     const { hostname: httpHostname = "127.0.0.1", port: httpPort = DEFAULT_HTTP_PORT } = http ?? {};
     checkInteger("http.port", httpPort, 0, 65535);
     if (adminToken !== undefined) checkAdminToken(adminToken);
+    if (tls?.access !== undefined && tls.ca === undefined) {
+      throw new TypeError(
+        "Cannot start server: tls.access (--tls-access) needs tls.ca (--tls-ca): names come from verified client certificates",
+      );
+    }
+    this.#access = tls?.access === undefined
+      ? undefined
+      : compileAccessRules(tls.access, "tls.access (--tls-access)");
     if (adminRead !== "any" && adminRead !== "loopback" && adminRead !== "token") {
       throw new TypeError(
         `Cannot start server: adminRead must be "any", "loopback" or "token", received ${
@@ -402,7 +429,10 @@ export class Server implements AsyncDisposable {
         }),
     });
     try {
-      this.#listener = tls
+      this.#mutualTls = tls?.ca === undefined
+        ? undefined
+        : new MutualTlsUpgrader({ cert: tls.cert, key: tls.key, ca: tls.ca });
+      this.#listener = tls && this.#mutualTls === undefined
         ? Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key })
         : Deno.listen({ hostname, port, transport: "tcp" });
     } catch (err) {
@@ -499,7 +529,8 @@ export class Server implements AsyncDisposable {
   async #acceptLoop(): Promise<void> {
     try {
       for await (const conn of this.#listener) {
-        this.#accept(conn);
+        if (this.#mutualTls === undefined) this.#accept(conn);
+        else this.#handshake(this.#mutualTls, conn as Deno.TcpConn);
       }
     } catch (err) {
       if (this.#accepting) {
@@ -508,19 +539,59 @@ export class Server implements AsyncDisposable {
     }
   }
 
-  #accept(conn: Deno.TcpConn | Deno.TlsConn): void {
+  /** Mutual TLS: verify the client's certificate, then accept. */
+  #handshake(upgrader: MutualTlsUpgrader, conn: Deno.TcpConn): void {
+    if (this.#stopping || this.#overLimit(conn)) {
+      try {
+        conn.close();
+      } catch { /* already gone */ }
+      return;
+    }
+    try {
+      conn.setNoDelay(true);
+    } catch { /* not TCP */ }
+    this.#handshaking.add(conn);
+    const remote = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
+    upgrader.upgrade(conn).then(
+      (tlsConn) => {
+        this.#handshaking.delete(conn);
+        this.#accept(tlsConn);
+        if (this.#stopping) this.#maybeFinish();
+      },
+      (err: Error) => {
+        this.#handshaking.delete(conn);
+        this.#traffic.refused++;
+        if (!(err instanceof TlsHandshakeError) || !this.#stopping) {
+          this.#logger.warn(
+            "Refused a TLS connection from {remote}: {error}; clients need a certificate signed by the --tls-ca CA",
+            { remote, error: err.message },
+          );
+        }
+        if (this.#stopping) this.#maybeFinish();
+      },
+    );
+  }
+
+  /** Past --max-connections (handshakes under way count): refuse and log. */
+  #overLimit(conn: Deno.Conn | MutualTlsConn): boolean {
+    const open = this.#connections.size + this.#handshaking.size;
+    if (this.#maxConnections === 0 || open < this.#maxConnections) return false;
+    this.#traffic.refused++;
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    this.#logger.warn(
+      "Refused a connection from {remote}: {open} connections are open, the most allowed (--max-connections)",
+      { remote: `${remote.hostname}:${remote.port}`, open },
+    );
+    return true;
+  }
+
+  #accept(conn: Deno.TcpConn | Deno.TlsConn | MutualTlsConn): void {
     if (this.#stopping) {
       this.#traffic.refused++;
       conn.close();
       return;
     }
-    if (this.#maxConnections > 0 && this.#connections.size >= this.#maxConnections) {
-      this.#traffic.refused++;
-      const remote = conn.remoteAddr as Deno.NetAddr;
-      this.#logger.warn(
-        "Refused a connection from {remote}: {open} connections are open, the most allowed (--max-connections)",
-        { remote: `${remote.hostname}:${remote.port}`, open: this.#connections.size },
-      );
+    if (!("peerName" in conn) && this.#overLimit(conn)) {
       try {
         conn.close();
       } catch { /* already gone */ }
@@ -535,8 +606,13 @@ export class Server implements AsyncDisposable {
     // deno-lint-ignore prefer-const
     let peer!: Peer;
     const admin = this.#admin;
+    const access = "peerName" in conn ? this.#access?.(conn.peerName) : undefined;
     const connection: Connection = new Connection(conn, {
-      packet: (type, body, magic) => d.packet(peer, type, body, magic),
+      packet: access === undefined
+        ? (type, body, magic) => d.packet(peer, type, body, magic)
+        : (type, body, magic) => {
+          if (this.#permitted(peer, access, type, body)) d.packet(peer, type, body, magic);
+        },
       line: (line) => {
         const reply = admin.run(peer, byteString(line));
         connection.out().byteString(reply);
@@ -555,6 +631,8 @@ export class Server implements AsyncDisposable {
       },
     });
     peer = d.addPeer(connection);
+    if ("peerName" in conn) peer.certName = conn.peerName;
+    peer.access = access;
     this.#connections.add(connection);
     this.#peers.set(connection, peer);
     this.#logger.debug("Accepted connection {id} from {remote}", {
@@ -573,7 +651,43 @@ export class Server implements AsyncDisposable {
     });
   }
 
+  /** With --tls-access: whether `peer` may send this packet; if not, say so and log it. */
+  #permitted(peer: Peer, access: CompiledAccess, type: number, body: Uint8Array): boolean {
+    const T = PacketType;
+    let what: "submit jobs to" | "register as a worker for";
+    switch (type) {
+      case T.SUBMIT_JOB:
+      case T.SUBMIT_JOB_BG:
+      case T.SUBMIT_JOB_HIGH:
+      case T.SUBMIT_JOB_HIGH_BG:
+      case T.SUBMIT_JOB_LOW:
+      case T.SUBMIT_JOB_LOW_BG:
+      case T.SUBMIT_JOB_SCHED:
+      case T.SUBMIT_JOB_EPOCH:
+      case T.SUBMIT_REDUCE_JOB:
+      case T.SUBMIT_REDUCE_JOB_BACKGROUND:
+        what = "submit jobs to";
+        break;
+      case T.CAN_DO:
+      case T.CAN_DO_TIMEOUT:
+        what = "register as a worker for";
+        break;
+      default:
+        return true;
+    }
+    const nul = body.indexOf(0);
+    const fn = byteString(nul < 0 ? body : body.subarray(0, nul));
+    if (what === "submit jobs to" ? access.maySubmit(fn) : access.mayWork(fn)) return true;
+    const message =
+      `Certificate "${access.name}" may not ${what} function "${fn}" (--tls-access); ask the server's operator to add it`;
+    this.#logger.warn("Refused {remote}: {message}", { remote: peer.conn.remote, message });
+    peer.conn.out().begin(Magic.RES, PacketType.ERROR).byteString("PERMISSION_DENIED").nul()
+      .text(message).end();
+    return false;
+  }
+
   #maybeFinish(): void {
+    if (this.#handshaking.size > 0) return;
     if (this.#connections.size === 0 && (this.#gloom?.connectionCount ?? 0) === 0) this.#finish();
   }
 
@@ -647,6 +761,11 @@ export class Server implements AsyncDisposable {
     this.#drainTimer = undefined;
     this.#gloom?.close(false);
     for (const c of this.#connections) c.close(200);
+    for (const c of this.#handshaking) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
   }
 
   /** Stop handing out jobs; close everything once running jobs are done (or after the timeout). */

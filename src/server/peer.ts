@@ -2,6 +2,7 @@
 
 import type { PacketWriter } from "../protocol/packet_writer.ts";
 import type { FunctionEntry } from "./function_entry.ts";
+import type { CompiledAccess } from "./tls_access.ts";
 
 /** What the dispatcher needs of a connection: it never sees a socket. */
 export interface PeerConnection {
@@ -51,6 +52,10 @@ export class Peer {
   adminLines = 0;
   /** Sent the admin token: every admin command is allowed. */
   adminAuthorized = false;
+  /** The client certificate's common name (mutual TLS), if any. */
+  certName: string | undefined = undefined;
+  /** What the client certificate may do (--tls-access), if rules apply. */
+  access: CompiledAccess | undefined = undefined;
   /** OPTION_REQ "exceptions" was set. */
   exceptions = false;
   /** Last function submitted, to skip decoding its name again. */

@@ -16,16 +16,6 @@ import { PacketWriter } from "../protocol/packet_writer.ts";
 export const DEFAULT_MAX_OUTBOX_BYTES: number = 8 * 1024 * 1024;
 
 /**
- * Options for {@link Connection}.
- *
- * @example Limit the outbox
- * ```ts
- * import type { ConnectionOptions } from "./connection.ts";
- * const options: ConnectionOptions = { maxOutboxBytes: 1 << 20 };
- * console.assert(options.maxOutboxBytes === 1048576);
- * ```
- */
-/**
  * What the read loop feeds: a framer that hands out its free space and
  * parses what was read into it. `PacketFramer` (Gearman) and the Gloom
  * framer both are one.
@@ -43,6 +33,36 @@ export interface StreamFramer {
   resume?(): void;
 }
 
+/**
+ * What a {@link Connection} needs of its socket: a `Deno.Conn` is one; so
+ * is the mutual-TLS adapter over a `node:tls` socket.
+ *
+ * @example A Deno.Conn is a ByteConn
+ * ```ts ignore
+ * const conn: ByteConn = await Deno.connect({ hostname: "127.0.0.1", port });
+ * ```
+ */
+export interface ByteConn {
+  /** Read into `p`; `null` at the end of the stream. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Write some of `p` (at least one byte); resolves with how many. */
+  write(p: Uint8Array): Promise<number>;
+  /** Close; a returned promise resolves once the socket is closed. */
+  close(): void | Promise<void>;
+  /** The peer's address. */
+  readonly remoteAddr: Deno.Addr;
+}
+
+/**
+ * Options for {@link Connection}.
+ *
+ * @example Limit the outbox
+ * ```ts
+ * import type { ConnectionOptions } from "./connection.ts";
+ * const options: ConnectionOptions = { maxOutboxBytes: 1 << 20 };
+ * console.assert(options.maxOutboxBytes === 1048576);
+ * ```
+ */
 export interface ConnectionOptions extends PacketFramerOptions {
   /**
    * Outbox size past which the connection stops being read until the
@@ -75,7 +95,7 @@ export interface ConnectionOptions extends PacketFramerOptions {
  * ```
  */
 export class Connection {
-  readonly #conn: Deno.Conn;
+  readonly #conn: ByteConn;
   readonly #framer: StreamFramer;
   readonly #maxOutbox: number;
   readonly #onProtocolError: ((err: ProtocolError) => void) | undefined;
@@ -112,7 +132,7 @@ export class Connection {
    * @param options Framing and outbox options.
    */
   constructor(
-    conn: Deno.Conn,
+    conn: ByteConn,
     framing: FramerSink | StreamFramer,
     options: ConnectionOptions = {},
   ) {
@@ -382,9 +402,15 @@ export class Connection {
     this.#socketClosed = true;
     this.#closing = true;
     this.#framer.stop();
+    let closing: void | Promise<void> = undefined;
     try {
-      this.#conn.close();
+      closing = this.#conn.close();
     } catch { /* already closed by the peer */ }
-    this.#done.resolve(this.#error);
+    if (closing instanceof Promise) {
+      const done = () => this.#done.resolve(this.#error);
+      closing.then(done, done);
+    } else {
+      this.#done.resolve(this.#error);
+    }
   }
 }

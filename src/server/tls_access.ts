@@ -1,0 +1,157 @@
+// Access rules by client-certificate name (mutual TLS): which certificate
+// common names (CN) may submit which functions, register as workers for
+// which functions, and run admin commands.
+
+/**
+ * What one certificate name may do. Function patterns are exact names, a
+ * prefix ending in `*` (`"image.*"`), or `"*"` for every function; a
+ * missing list allows nothing.
+ *
+ * @example A client that may submit two functions and read admin status
+ * ```ts
+ * import type { TlsAccessRule } from "@x/gearman/server";
+ * import assert from "node:assert/strict";
+ *
+ * const rule: TlsAccessRule = { submit: ["reverse", "image.*"], admin: "read" };
+ * assert.equal(rule.work, undefined);
+ * ```
+ */
+export interface TlsAccessRule {
+  /**
+   * Functions this name may submit jobs to (every SUBMIT_JOB type).
+   * @default [] (none)
+   */
+  submit?: string[];
+  /**
+   * Functions this name may register for as a worker (CAN_DO, CAN_DO_TIMEOUT).
+   * @default [] (none)
+   */
+  work?: string[];
+  /**
+   * Admin commands: `"none"`, `"read"` (status, workers, show ...) or
+   * `"all"` (also shutdown, maxqueue, cancel ...). Sending the admin token
+   * (`auth TOKEN`) still allows every command.
+   * @default "none"
+   */
+  admin?: "none" | "read" | "all";
+}
+
+/**
+ * Access rules keyed by client-certificate common name (CN); the key `"*"`
+ * applies to every verified certificate whose name has no entry of its
+ * own. A name with no entry and no `"*"` may do nothing (it may still
+ * connect, and gets a refusal for each request).
+ *
+ * @example
+ * ```ts
+ * import type { TlsAccessRules } from "@x/gearman/server";
+ * import assert from "node:assert/strict";
+ *
+ * const rules: TlsAccessRules = {
+ *   "web-frontend": { submit: ["resize"] },
+ *   "resizer": { work: ["resize"] },
+ *   "ops": { admin: "all" },
+ * };
+ * assert.deepEqual(rules.resizer, { work: ["resize"] });
+ * ```
+ */
+export type TlsAccessRules = Record<string, TlsAccessRule>;
+
+/** One name's rule, compiled for quick checks. */
+export class CompiledAccess {
+  /** The certificate name it was made for. */
+  readonly name: string;
+  /** Admin commands allowed. */
+  readonly admin: "none" | "read" | "all";
+  readonly #submit: (fn: string) => boolean;
+  readonly #work: (fn: string) => boolean;
+
+  constructor(name: string, rule: TlsAccessRule) {
+    this.name = name;
+    this.admin = rule.admin ?? "none";
+    this.#submit = matcher(rule.submit ?? []);
+    this.#work = matcher(rule.work ?? []);
+  }
+
+  /** Whether this name may submit jobs to `fn`. */
+  maySubmit(fn: string): boolean {
+    return this.#submit(fn);
+  }
+
+  /** Whether this name may register as a worker for `fn`. */
+  mayWork(fn: string): boolean {
+    return this.#work(fn);
+  }
+}
+
+function matcher(patterns: string[]): (fn: string) => boolean {
+  if (patterns.includes("*")) return () => true;
+  const exact = new Set(patterns.filter((p) => !p.endsWith("*")));
+  const prefixes = patterns.filter((p) => p.endsWith("*")).map((p) => p.slice(0, -1));
+  if (prefixes.length === 0) return (fn) => exact.has(fn);
+  return (fn) => exact.has(fn) || prefixes.some((p) => fn.startsWith(p));
+}
+
+const ADMIN = new Set(["none", "read", "all"]);
+const FIELDS = new Set(["submit", "work", "admin"]);
+
+/**
+ * Check rules (as parsed from JSON) and compile them.
+ *
+ * @param rules The rules.
+ * @param source Where they came from, for error messages.
+ * @returns A lookup from certificate name to its compiled rule.
+ * @throws {TypeError} When the rules are not shaped as {@link TlsAccessRules}.
+ */
+export function compileAccessRules(
+  rules: unknown,
+  source = "tls access rules",
+): (name: string) => CompiledAccess {
+  if (typeof rules !== "object" || rules === null || Array.isArray(rules)) {
+    throw new TypeError(
+      `Cannot use ${source}: expected a JSON object keyed by certificate name, like {"alice": {"submit": ["reverse"]}}`,
+    );
+  }
+  const compiled = new Map<string, CompiledAccess>();
+  for (const [name, rule] of Object.entries(rules)) {
+    const where = `${source}, entry ${JSON.stringify(name)}`;
+    if (typeof rule !== "object" || rule === null || Array.isArray(rule)) {
+      throw new TypeError(
+        `Cannot use ${where}: expected an object with "submit", "work" and "admin"`,
+      );
+    }
+    for (const key of Object.keys(rule)) {
+      if (!FIELDS.has(key)) {
+        throw new TypeError(
+          `Cannot use ${where}: unknown field ${
+            JSON.stringify(key)
+          }; the fields are "submit", "work" and "admin"`,
+        );
+      }
+    }
+    const r = rule as Record<string, unknown>;
+    for (const key of ["submit", "work"]) {
+      const list = r[key];
+      if (
+        list !== undefined &&
+        (!Array.isArray(list) || list.some((f) => typeof f !== "string" || f === ""))
+      ) {
+        throw new TypeError(
+          `Cannot use ${where}: "${key}" must be a list of function names or patterns ending in *`,
+        );
+      }
+    }
+    if (r.admin !== undefined && !ADMIN.has(r.admin as string)) {
+      throw new TypeError(`Cannot use ${where}: "admin" must be "none", "read" or "all"`);
+    }
+    compiled.set(name, new CompiledAccess(name, r as TlsAccessRule));
+  }
+  const fallback = compiled.get("*");
+  return (name) => {
+    const own = compiled.get(name);
+    if (own !== undefined) return own;
+    return fallback === undefined ? new CompiledAccess(name, {}) : new CompiledAccess(name, {
+      ...(rules as TlsAccessRules)["*"],
+    });
+  };
+}

@@ -1,0 +1,456 @@
+// Mutual TLS on the Gearman port: certificates made here with openssl (a
+// CA, a server certificate, client certificates it signed, and one from
+// another CA), checked with `openssl s_client -cert -key` and with our
+// Client, Worker and PacketClient; access rules by certificate name.
+
+import assert from "node:assert/strict";
+import { serve, type TlsAccessRules } from "../../server.ts";
+import { AdminClient, Client, ConnectionError, PacketClient, ServerError } from "../../client.ts";
+import { Worker } from "../../worker.ts";
+
+const decoder = new TextDecoder();
+
+async function sh(cmd: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${decoder.decode(out.stderr)}`);
+  }
+  return decoder.decode(out.stdout);
+}
+
+const haveOpenssl = await sh("openssl", ["version"]).then(() => true, () => false);
+if (!haveOpenssl) {
+  if (Deno.env.get("CI")) throw new Error("openssl is needed for the TLS tests");
+  console.warn("mtls_test: skipped: openssl is not installed");
+}
+
+interface Pem {
+  cert: string;
+  key: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/** A self-signed CA. */
+async function makeCa(dir: string, name: string): Promise<Pem> {
+  const certFile = `${dir}/${name}.pem`;
+  const keyFile = `${dir}/${name}.key`;
+  await sh("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name}`,
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+  ]);
+  return {
+    cert: await Deno.readTextFile(certFile),
+    key: await Deno.readTextFile(keyFile),
+    certFile,
+    keyFile,
+  };
+}
+
+/** A certificate for `cn` signed by `ca`, with the extensions in `ext`. */
+async function makeCert(dir: string, ca: Pem, cn: string, ext: string): Promise<Pem> {
+  const base = `${dir}/${cn.replaceAll(/[^a-z0-9]/gi, "_")}`;
+  await sh("openssl", [
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    `/CN=${cn}/O=gearman tests`,
+    "-keyout",
+    `${base}.key`,
+    "-out",
+    `${base}.csr`,
+  ]);
+  await Deno.writeTextFile(`${base}.ext`, ext);
+  await sh("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    `${base}.csr`,
+    "-CA",
+    ca.certFile,
+    "-CAkey",
+    ca.keyFile,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    `${base}.ext`,
+    "-out",
+    `${base}.pem`,
+  ]);
+  return {
+    cert: await Deno.readTextFile(`${base}.pem`),
+    key: await Deno.readTextFile(`${base}.key`),
+    certFile: `${base}.pem`,
+    keyFile: `${base}.key`,
+  };
+}
+
+interface Certs {
+  dir: string;
+  ca: Pem;
+  server: Pem;
+  clients: Record<string, Pem>;
+  /** A client certificate from a CA the server does not trust. */
+  rogue: Pem;
+}
+
+async function makeCertificates(names: string[]): Promise<Certs> {
+  const dir = await Deno.makeTempDir({ prefix: "gearman-mtls-" });
+  const ca = await makeCa(dir, "test-ca");
+  const other = await makeCa(dir, "other-ca");
+  const server = await makeCert(
+    dir,
+    ca,
+    "127.0.0.1",
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+  );
+  const clients: Record<string, Pem> = {};
+  for (const name of names) {
+    clients[name] = await makeCert(dir, ca, name, "extendedKeyUsage=clientAuth\n");
+  }
+  const rogue = await makeCert(dir, other, "mallory", "extendedKeyUsage=clientAuth\n");
+  return { dir, ca, server, clients, rogue };
+}
+
+/**
+ * Run `openssl s_client` (with a client certificate when given), send
+ * `line`, and return what came back before the server closed or `until`
+ * matched.
+ */
+async function sClient(
+  port: number,
+  ca: string,
+  client: Pem | undefined,
+  line: string,
+  until: RegExp,
+): Promise<string> {
+  const child = new Deno.Command("openssl", {
+    args: [
+      "s_client",
+      "-connect",
+      `127.0.0.1:${port}`,
+      "-CAfile",
+      ca,
+      ...(client ? ["-cert", client.certFile, "-key", client.keyFile] : []),
+      "-quiet",
+      "-verify_return_error",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(line));
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  const deadline = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  try {
+    while (!until.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+  } finally {
+    clearTimeout(deadline);
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already exited */ }
+    await reader.cancel().catch(() => {});
+    await writer.close().catch(() => {});
+    await child.status;
+  }
+  return text;
+}
+
+Deno.test({
+  name:
+    "mtls: only clients with a certificate the --tls-ca CA signed get in (openssl s_client, Client, Worker)",
+  ignore: !haveOpenssl,
+  async fn() {
+    const certs = await makeCertificates(["alice"]);
+    try {
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert: certs.server.cert, key: certs.server.key, ca: certs.ca.cert },
+      });
+      const port = server.addr.port;
+      const alice = certs.clients.alice!;
+
+      // openssl s_client with the certificate is served; without one, or
+      // with one from another CA, the handshake fails and nothing is answered.
+      const ok = await sClient(port, certs.ca.certFile, alice, "version\n", /OK .*\n/);
+      assert.match(ok, /^OK \d+\.\d+\.\d+/);
+      const none = await sClient(port, certs.ca.certFile, undefined, "version\n", /OK/);
+      assert.doesNotMatch(none, /OK/);
+      const rogue = await sClient(port, certs.ca.certFile, certs.rogue, "version\n", /OK/);
+      assert.doesNotMatch(rogue, /OK/);
+
+      // Our Client and Worker with the certificate run a job.
+      const tls = { caCerts: [certs.ca.cert], cert: alice.cert, key: alice.key };
+      const servers = [`127.0.0.1:${port}`];
+      await using worker = new Worker({ servers, tls });
+      worker.register("reverse", (job) => [...job.text()].reverse().join(""));
+      worker.start();
+      await using client = new Client({ servers, tls });
+      assert.equal((await client.run("reverse", "mutual")).text(), "lautum");
+
+      // Without a client certificate, or with an untrusted one, ours fail
+      // with a message that says what to give.
+      for (
+        const t of [
+          { caCerts: [certs.ca.cert] },
+          { caCerts: [certs.ca.cert], cert: certs.rogue.cert, key: certs.rogue.key },
+        ]
+      ) {
+        const refused = new Client({ servers, tls: t, connectTimeoutMs: 3000 });
+        try {
+          await assert.rejects(
+            async () => {
+              // TLS 1.3: the server checks the client's certificate after the
+              // client's side of the handshake, so the refusal may come at the
+              // first read.
+              await refused.echo("x");
+            },
+            (err: Error) => {
+              assert.ok(
+                err instanceof ConnectionError || err.name === "ConnectionClosedError",
+                `${err.name}: ${err.message}`,
+              );
+              return true;
+            },
+          );
+        } finally {
+          await refused.close();
+        }
+      }
+      await assert.rejects(
+        () => PacketClient.connect({ port, tls: { cert: alice.cert } }),
+        /tls\.cert and tls\.key go together/,
+      );
+    } finally {
+      await Deno.remove(certs.dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "mtls: --tls-access limits what each certificate name may submit, work on and administer",
+  ignore: !haveOpenssl,
+  async fn() {
+    const certs = await makeCertificates(["frontend", "resizer", "ops", "viewer", "stranger"]);
+    const access: TlsAccessRules = {
+      frontend: { submit: ["resize", "thumb.*"] },
+      resizer: { work: ["resize", "thumb.*"] },
+      ops: { admin: "all" },
+      viewer: { admin: "read" },
+    };
+    try {
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        handleHost: "test",
+        tls: { cert: certs.server.cert, key: certs.server.key, ca: certs.ca.cert, access },
+      });
+      const port = server.addr.port;
+      const as = (name: string) => {
+        const c = certs.clients[name]!;
+        return { caCerts: [certs.ca.cert], cert: c.cert, key: c.key };
+      };
+      const connect = (name: string) => PacketClient.connect({ port, tls: as(name) });
+      const text = (b: Uint8Array | undefined) => decoder.decode(b);
+      const expectDenied = async (c: PacketClient, pattern: RegExp) => {
+        const p = await c.receive(3000);
+        assert.equal(p.name, "ERROR");
+        assert.equal(text(p.args[0]), "PERMISSION_DENIED");
+        assert.match(text(p.args[1]), pattern);
+      };
+
+      await using frontend = await connect("frontend");
+      frontend.send("SUBMIT_JOB_BG", "resize", "", "a.png");
+      assert.equal((await frontend.receive()).name, "JOB_CREATED");
+      frontend.send("SUBMIT_JOB_BG", "thumb.small", "", "b.png");
+      assert.equal((await frontend.receive()).name, "JOB_CREATED");
+      frontend.send("SUBMIT_JOB", "delete-everything", "", "x");
+      await expectDenied(
+        frontend,
+        /"frontend" may not submit jobs to function "delete-everything"/,
+      );
+      frontend.send("CAN_DO", "resize");
+      await expectDenied(frontend, /may not register as a worker for function "resize"/);
+      // Loopback does not make admin commands open when rules apply.
+      const [adminReply] = await frontend.admin("status");
+      assert.match(adminReply!, /^ERR PERMISSION_DENIED .*frontend.*admin\+"none"/);
+      // The connection goes on after refusals.
+      frontend.send("ECHO_REQ", "still here");
+      assert.equal((await frontend.receive()).name, "ECHO_RES");
+
+      await using resizer = await connect("resizer");
+      resizer.send("CAN_DO", "resize");
+      resizer.send("CAN_DO", "billing");
+      await expectDenied(resizer, /"resizer" may not register as a worker for function "billing"/);
+      resizer.send("SUBMIT_JOB_BG", "resize", "", "c.png");
+      await expectDenied(resizer, /may not submit jobs to function "resize"/);
+      resizer.send("GRAB_JOB");
+      const assigned = await resizer.receive();
+      assert.equal(assigned.name, "JOB_ASSIGN");
+      assert.equal(text(assigned.args[1]), "resize");
+
+      await using viewer = await connect("viewer");
+      const rows = await viewer.admin("status");
+      assert.ok(rows.some((r) => r.startsWith("resize\t")), rows.join("|"));
+      assert.ok(
+        !rows.some((r) => r.startsWith("billing\t")),
+        "the refused CAN_DO registered nothing",
+      );
+      const [shutdown] = await viewer.admin("shutdown");
+      assert.match(shutdown!, /^ERR PERMISSION_DENIED .*viewer.*admin\+"read"/);
+
+      await using ops = await AdminClient.connect(`127.0.0.1:${port}`, { tls: as("ops") });
+      await ops.command("maxqueue resize 5");
+      assert.ok((await ops.status()).some((s) => s.function === "resize"));
+
+      // A certificate with no entry (and no "*" entry) may do nothing.
+      await using stranger = await connect("stranger");
+      stranger.send("SUBMIT_JOB", "resize", "", "x");
+      await expectDenied(stranger, /"stranger" may not submit/);
+
+      // Our Client sees a refused submit as a ServerError.
+      const servers = [`127.0.0.1:${port}`];
+      await using client = new Client({ servers, tls: as("frontend") });
+      await assert.rejects(
+        () => client.run("billing", "x"),
+        (err: Error) => err instanceof ServerError && /PERMISSION_DENIED/.test(err.message),
+      );
+      await using worker = new Worker({ servers, tls: as("resizer") });
+      worker.register("thumb.large", (job) => `thumb of ${job.text()}`);
+      worker.start();
+      assert.equal((await client.run("thumb.large", "d.png")).text(), "thumb of d.png");
+    } finally {
+      await Deno.remove(certs.dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "mtls: serve() checks tls.access and the CLI flags go together",
+  ignore: !haveOpenssl,
+  fn() {
+    assert.throws(
+      () =>
+        serve({
+          hostname: "127.0.0.1",
+          port: 0,
+          tls: { cert: "x", key: "y", access: {} },
+        }),
+      /tls\.access \(--tls-access\) needs tls\.ca/,
+    );
+    assert.throws(
+      () =>
+        serve({
+          hostname: "127.0.0.1",
+          port: 0,
+          tls: {
+            cert: "x",
+            key: "y",
+            ca: "z",
+            access: { a: { submit: "resize" as unknown as string[] } },
+          },
+        }),
+      /entry "a": "submit" must be a list/,
+    );
+  },
+});
+
+Deno.test({
+  name: "mtls: the server CLI with --tls-ca and --tls-access, checked with openssl s_client",
+  ignore: !haveOpenssl,
+  async fn() {
+    const certs = await makeCertificates(["ops", "frontend"]);
+    const accessFile = `${certs.dir}/access.json`;
+    await Deno.writeTextFile(
+      accessFile,
+      JSON.stringify({ ops: { admin: "read" }, frontend: { submit: ["resize"] } }),
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-N",
+        `--allow-read=${certs.dir}`,
+        new URL("../../server.ts", import.meta.url).pathname,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--tls-cert",
+        certs.server.certFile,
+        "--tls-key",
+        certs.server.keyFile,
+        "--tls-ca",
+        certs.ca.certFile,
+        "--tls-access",
+        accessFile,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    try {
+      while (!out.includes("\n")) {
+        const { value, done } = await stdout.read();
+        if (done) break;
+        out += value;
+      }
+      const m = out.match(/^listening on 127\.0\.0\.1:(\d+)\n/);
+      assert.ok(m, `unexpected first line: ${JSON.stringify(out)}`);
+      const port = Number(m[1]);
+      const ops = await sClient(port, certs.ca.certFile, certs.clients.ops, "status\n", /^\.\r?$/m);
+      assert.match(ops, /^\.$/m);
+      const denied = await sClient(
+        port,
+        certs.ca.certFile,
+        certs.clients.frontend,
+        "status\n",
+        /\n/,
+      );
+      assert.match(denied, /^ERR PERMISSION_DENIED .*frontend/);
+      const none = await sClient(port, certs.ca.certFile, undefined, "status\n", /\n/);
+      assert.equal(none, "");
+    } finally {
+      child.kill("SIGINT");
+      await child.status;
+    }
+    const rest = async (r: ReadableStreamDefaultReader<string>) => {
+      let text = "";
+      for (let x = await r.read(); !x.done; x = await r.read()) text += x.value;
+      return text;
+    };
+    const logs = out + await rest(stdout) +
+      await rest(child.stderr.pipeThrough(new TextDecoderStream()).getReader());
+    assert.match(
+      logs,
+      /Refused admin command "status" from "127\.0\.0\.1:\d+": 'certificate "frontend" has admin "none" in --tls-access'/,
+    );
+    assert.match(
+      logs,
+      /Refused a TLS connection from "127\.0\.0\.1:\d+": "TLS handshake failed: the client sent no certificate"/,
+    );
+    await Deno.remove(certs.dir, { recursive: true });
+  },
+});
