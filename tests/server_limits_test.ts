@@ -180,3 +180,54 @@ Deno.test("server: a worker that grabs jobs and never reads is not given more th
   assert.equal(done, total);
   assert.equal((await statusOf(client, "big"))?.[0] ?? 0, 0);
 });
+
+Deno.test("server: a client that never reads while a worker streams WORK_DATA to it is closed past its backlog limit; the worker and others go on", async () => {
+  // Backlog limit: 4 x 64 KiB + 1 MiB packets = 1.25 MiB of unread replies.
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxOutboxBytes: 64 * 1024,
+    maxPacketSize: 1024 * 1024,
+  });
+  const port = server.addr.port;
+  const w = await worker(server, "stream");
+  // The client submits one foreground job and then never reads.
+  const client = await Deno.connect({ hostname: "127.0.0.1", port });
+  const submit = buildPacket(Magic.REQ, "SUBMIT_JOB", "stream", "", "go");
+  let off = 0;
+  while (off < submit.length) off += await client.write(submit.subarray(off));
+  w.send("GRAB_JOB");
+  const [handle] = await expectPacket(w, "JOB_ASSIGN");
+  // 128 x 256 KiB = 32 MiB of WORK_DATA: far more than socket buffers hold.
+  const chunk = "x".repeat(256 * 1024);
+  for (let i = 0; i < 128; i++) w.send("WORK_DATA", handle!, chunk);
+  w.send("WORK_COMPLETE", handle!, "done");
+  // The worker is served throughout, and so are others.
+  w.send("ECHO_REQ", "worker still served");
+  assert.deepEqual(await expectPacket(w, "ECHO_RES", 10_000), ["worker still served"]);
+  const other = await connect(server);
+  other.send("ECHO_REQ", "others too");
+  assert.deepEqual(await expectPacket(other, "ECHO_RES"), ["others too"]);
+  // The client was let go: reading gives what the kernel held, then the end.
+  const buf = new Uint8Array(1 << 20);
+  let received = 0;
+  let ended = false;
+  try {
+    for (;;) {
+      const n = await client.read(buf);
+      if (n === null) break;
+      received += n;
+    }
+    ended = true;
+  } catch (err) {
+    ended = err instanceof Deno.errors.ConnectionReset; // closed with unsent output
+  }
+  assert.ok(ended, "the server closed the client's connection");
+  assert.ok(
+    received < 32 * 1024 * 1024,
+    `the client got ${received} bytes: all of it, so nothing was dropped`,
+  );
+  client.close();
+  await other.close();
+  await w.close();
+});

@@ -621,6 +621,17 @@ export class Server implements AsyncDisposable {
       text: true,
       maxPacketSize: this.#maxPacketSize,
       maxOutboxBytes: this.#maxOutboxBytes,
+      // Room for one largest packet on top of the usual backpressure slack.
+      maxBacklogBytes: this.#maxOutboxBytes * 4 + this.#maxPacketSize,
+      onOverflow: (backlog) =>
+        this.#logger.warn(
+          "Closing connection from {remote}: {backlog} bytes of replies wait for it to read (limit {limit}); a client that never reads cannot hold server memory",
+          {
+            remote: connection.remote,
+            backlog,
+            limit: this.#maxOutboxBytes * 4 + this.#maxPacketSize,
+          },
+        ),
       onProtocolError: (err: ProtocolError) => {
         this.#logger.warn("Closing connection from {remote}: {error}", {
           remote: connection.remote,

@@ -71,6 +71,16 @@ export interface ConnectionOptions extends PacketFramerOptions {
    */
   maxOutboxBytes?: number;
   /**
+   * Unsent output past which the connection is closed: backpressure stops
+   * what the peer itself asks for, but not what others send it (a worker
+   * streaming WORK_DATA to a client that never reads). Servers set it;
+   * a client's own pipelined requests are not limited.
+   * @default {Infinity}
+   */
+  maxBacklogBytes?: number;
+  /** Called, with the unsent byte count, when `maxBacklogBytes` closes the connection. */
+  onOverflow?: (backlog: number) => void;
+  /**
    * Called when the bytes read break the protocol, before the connection
    * closes: a chance to write an ERROR packet that will still be flushed.
    */
@@ -98,6 +108,8 @@ export class Connection {
   readonly #conn: ByteConn;
   readonly #framer: StreamFramer;
   readonly #maxOutbox: number;
+  readonly #maxBacklog: number;
+  readonly #onOverflow: ((backlog: number) => void) | undefined;
   readonly #onProtocolError: ((err: ProtocolError) => void) | undefined;
   readonly #isProtocolError: (err: unknown) => boolean;
   #out: PacketWriter = new PacketWriter();
@@ -139,6 +151,8 @@ export class Connection {
     this.#conn = conn;
     this.#framer = "readRegion" in framing ? framing : new PacketFramer(framing, options);
     this.#maxOutbox = options.maxOutboxBytes ?? DEFAULT_MAX_OUTBOX_BYTES;
+    this.#maxBacklog = options.maxBacklogBytes ?? Infinity;
+    this.#onOverflow = options.onOverflow;
     this.#onProtocolError = options.onProtocolError;
     this.#isProtocolError = options.isProtocolError ?? ((err) => err instanceof ProtocolError);
   }
@@ -237,6 +251,16 @@ export class Connection {
     this.#flushScheduled = false;
     if (this.#socketClosed) {
       this.#out.reset();
+      return;
+    }
+    const backlog = this.backlog;
+    if (backlog > this.#maxBacklog && !this.#closing) {
+      // The peer does not read what others send it: let it go.
+      this.#error ??= new Error(
+        `Closed: ${backlog} bytes of output waited for the peer to read (limit ${this.#maxBacklog})`,
+      );
+      this.#onOverflow?.(backlog);
+      this.abort();
       return;
     }
     if (this.#corked > 0) return;
