@@ -1,12 +1,14 @@
 // The SQLite store on its own (no server): submit order across queues, the
-// backlog counts and the schema upgrade, which read jobs_queue and
-// jobs_timed since there is no index on seq alone.
+// backlog counts, paging and the schema upgrade. There is no index on seq
+// alone, and jobs_queue indexes only the jobs kept on disk (handles from
+// SPILL_BASE up) or left there by a start, so these read several sources.
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { StoredJob } from "../../src/server/store/job_store.ts";
 import { SqliteJobStore } from "../../src/server/store/sqlite_store.ts";
+import { SPILL_BASE } from "../../src/server/job_table.ts";
 
 const enc = new TextEncoder();
 
@@ -29,6 +31,14 @@ function job(
     retries: 0,
     ...extra,
   };
+}
+
+/**
+ * Jobs in memory have slot handles; those kept only on disk, SPILL_BASE +
+ * seq (never jobs with a run-at time, as in the server).
+ */
+function handleOf(seq: number): number {
+  return seq % 3 === 0 && seq % 97 !== 0 ? SPILL_BASE + seq : 10_000 + seq;
 }
 
 async function withStore(f: (path: string) => void | Promise<void>): Promise<void> {
@@ -55,14 +65,15 @@ Deno.test("sqlite store: loadHead merges the queues in submit order (read in chu
         : seq % 101 === 0
         ? { cron: "* * * * *" }
         : {};
-      store.add(job(10_000 + seq, seq, fn, p, extra));
+      // Every third job as if kept only on disk (a spill handle).
+      store.add(job(handleOf(seq), seq, fn, p, extra));
       expected.push(seq);
       if (seq % 333 === 0) store.commit();
     }
     store.commit();
     // A few removed.
     for (const seq of [1, 2, 500, 8999]) {
-      store.remove(10_000 + seq);
+      store.remove(handleOf(seq));
       expected.splice(expected.indexOf(seq), 1);
     }
     store.commit();
@@ -97,8 +108,36 @@ Deno.test("sqlite store: loadHead merges the queues in submit order (read in chu
     const got = new Map(again.backlog(last).map((b) => [`${b.function}/${b.priority}`, b.count]));
     assert.deepEqual(got, want);
     assert.equal(again.maxSeq(), 9000);
-    assert.deepEqual([...again.loadHead(0)], []);
+    // page() finds every job after `last` of a queue, of both kinds, in order.
+    for (const [key, n] of want) {
+      const [fn, p] = key.split("/");
+      const paged: number[] = [];
+      for (let after = last;;) {
+        const rows = again.page(fn!, Number(p), after, 100);
+        if (rows.length === 0) break;
+        paged.push(...rows.map((j) => j.seq));
+        after = rows.at(-1)!.seq;
+      }
+      assert.equal(paged.length, n, key);
+      assert.deepEqual(paged, [...paged].sort((a, b) => a - b));
+      for (const seq of paged) assert.equal(again.findByHandle(handleOf(seq))?.seq, seq);
+    }
+    // What the start left on disk stays pageable after another start.
     again.close();
+    const third = SqliteJobStore.open(path);
+    assert.deepEqual([...third.loadHead(Number.MAX_SAFE_INTEGER)].map((j) => j.seq), expected);
+    assert.equal(
+      third.page(fns[0]!, 1, last, 1)[0]?.seq,
+      expected.find((s) =>
+        s > last && s % 97 !== 0 && Math.floor(s / 7) % fns.length === 0 &&
+        Math.floor(s / 3) % 3 === 1
+      ),
+    );
+    assert.equal(third.maxSeq(), 9000);
+    third.close();
+    const again2 = SqliteJobStore.open(path);
+    assert.deepEqual([...again2.loadHead(0)], []);
+    again2.close();
   });
 });
 
@@ -144,6 +183,9 @@ Deno.test("sqlite store: a version-1 file (index on seq) is upgraded on open and
       (check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'")
         .all() as { name: string }[]).map((r) => r.name).sort();
     assert.deepEqual(indexes, ["jobs_queue", "jobs_timed", "jobs_unique"]);
+    const columns = (check.prepare("PRAGMA table_info(jobs)").all() as { name: string }[])
+      .map((c) => c.name);
+    assert.ok(columns.includes("paged"), columns.join());
     assert.equal(
       (check.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
       2,

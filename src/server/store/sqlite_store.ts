@@ -4,6 +4,7 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { DeadLetter, JobStore, StoredJob } from "./job_store.ts";
+import { SPILL_BASE } from "../job_table.ts";
 
 /** The store could not be opened or written: the message says why and what to do. */
 export class StoreError extends Error {
@@ -31,11 +32,23 @@ export interface SqliteStoreOptions {
 }
 
 /**
- * 2: no index on seq alone (it cost a fourth of the insert time); submit
- * order is read from jobs_queue, group by group, and jobs_timed indexes
- * only the jobs with a run-at time. A version-1 file is upgraded on open.
+ * 2: no index on seq alone (it cost a fourth of the insert time), and
+ * jobs_queue holds only the jobs that may have to be paged in (see
+ * {@link PAGEABLE}); jobs_timed indexes only the jobs with a run-at time.
+ * Submit order is read from jobs_queue, queue by queue, merged with the
+ * other jobs sorted by seq. A version-1 file is upgraded on open.
  */
 const SCHEMA_VERSION = 2;
+
+/**
+ * The jobs jobs_queue indexes: those kept only on disk, past the memory
+ * limit (handles from SPILL_BASE = 2^52 up), and those
+ * marked `paged` at a start because they did not fit in memory. Every other
+ * job is in the server's memory while it runs, so indexing it by queue
+ * would cost every insert for nothing. The same text must appear in the
+ * queries that use the index.
+ */
+const PAGEABLE = `(handle >= ${SPILL_BASE} OR paged)`;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -49,11 +62,10 @@ CREATE TABLE IF NOT EXISTS jobs (
   run_at   INTEGER NOT NULL,
   cron     TEXT    NOT NULL,
   retries  INTEGER NOT NULL,
-  reducer  BLOB    NOT NULL DEFAULT x''
+  reducer  BLOB    NOT NULL DEFAULT x'',
+  paged    INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (function, priority, seq);
 CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (function, uniq) WHERE length(uniq) > 0;
-DROP INDEX IF EXISTS jobs_seq;
 CREATE INDEX IF NOT EXISTS jobs_timed ON jobs (seq) WHERE run_at > 0;
 CREATE TABLE IF NOT EXISTS dead_letters (
   id        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -191,6 +203,7 @@ export class SqliteJobStore implements JobStore {
       db.exec(`PRAGMA synchronous = ${sync === "full" ? "FULL" : "NORMAL"}`);
       db.exec("BEGIN IMMEDIATE");
       db.exec(SCHEMA);
+      upgrade(db);
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       const row = db.prepare("SELECT value FROM meta WHERE key = 'boot'").get() as
         | { value: number }
@@ -219,78 +232,100 @@ export class SqliteJobStore implements JobStore {
 
   /**
    * The first `limit` jobs in submit order. There is no index on seq alone
-   * (it would cost every insert): each queue (function and priority) is
-   * read in seq order from jobs_queue, a chunk at a time, and the queues
+   * (it would cost every insert): each queue (function and priority) of
+   * jobs_queue is read in seq order a chunk at a time, the jobs it does not
+   * index (those that were in memory) are sorted by seq, and all of these
    * are merged.
    */
   *loadHead(limit: number): Iterable<StoredJob> {
     if (limit <= 0) return;
     const groups = this.#groups();
-    if (groups.length === 0) return;
-    const chunk = Math.max(16, Math.min(1024, Math.floor(65_536 / groups.length), limit));
+    const chunk = Math.max(16, Math.min(1024, Math.floor(65_536 / (groups.length + 1)), limit));
     const read = this.#db.prepare(
-      `SELECT ${COLUMNS} FROM jobs WHERE function = ? AND priority = ? AND seq > ? ORDER BY seq LIMIT ?`,
+      `SELECT ${COLUMNS} FROM jobs WHERE function = ? AND priority = ? AND seq > ? AND ${PAGEABLE} ORDER BY seq LIMIT ?`,
     );
+    /** One sorted source of rows: `row` is its next one (undefined: done). */
     interface Cursor {
-      fn: Uint8Array;
-      priority: number;
-      rows: Record<string, unknown>[];
-      at: number;
+      row: Record<string, unknown> | undefined;
       seq: number;
+      advance(): void;
     }
-    const fill = (c: Cursor, after: number): boolean => {
-      c.rows = read.all(c.fn, c.priority, after, chunk) as Record<string, unknown>[];
-      c.at = 0;
-      if (c.rows.length === 0) return false;
-      c.seq = Number(c.rows[0]!.seq);
-      return true;
+    const queue = (fn: Uint8Array, priority: number): Cursor => {
+      let rows: Record<string, unknown>[] = [];
+      let at = 0;
+      let last = -1;
+      const c: Cursor = {
+        row: undefined,
+        seq: 0,
+        advance() {
+          if (at >= rows.length) {
+            if (last !== -1 && rows.length < chunk) rows = [];
+            else rows = read.all(fn, priority, last, chunk) as Record<string, unknown>[];
+            at = 0;
+          }
+          c.row = rows[at++];
+          if (c.row !== undefined) c.seq = last = Number(c.row.seq);
+        },
+      };
+      return c;
     };
-    // A binary min-heap of the queues by the seq of their next row.
-    const heap: Cursor[] = [];
-    const less = (a: number, b: number): boolean => heap[a]!.seq < heap[b]!.seq;
-    const swap = (a: number, b: number): void => {
-      const t = heap[a]!;
-      heap[a] = heap[b]!;
-      heap[b] = t;
+    const others = this.#db.prepare(
+      `SELECT ${COLUMNS} FROM jobs WHERE NOT ${PAGEABLE} ORDER BY seq`,
+    ).iterate()[Symbol.iterator]() as Iterator<Record<string, unknown>>;
+    const rest: Cursor = {
+      row: undefined,
+      seq: 0,
+      advance() {
+        const r = others.next();
+        rest.row = r.done ? undefined : r.value;
+        if (rest.row !== undefined) rest.seq = Number(rest.row.seq);
+      },
     };
-    const down = (i: number): void => {
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < heap.length && less(l, m)) m = l;
-        if (r < heap.length && less(r, m)) m = r;
-        if (m === i) return;
-        swap(i, m);
-        i = m;
+    try {
+      // A binary min-heap of the sources by the seq of their next row.
+      const heap: Cursor[] = [];
+      const down = (i: number): void => {
+        for (;;) {
+          const l = 2 * i + 1;
+          const r = l + 1;
+          let m = i;
+          if (l < heap.length && heap[l]!.seq < heap[m]!.seq) m = l;
+          if (r < heap.length && heap[r]!.seq < heap[m]!.seq) m = r;
+          if (m === i) return;
+          const t = heap[i]!;
+          heap[i] = heap[m]!;
+          heap[m] = t;
+          i = m;
+        }
+      };
+      for (const c of [rest, ...groups.map((g) => queue(g.fn, g.priority))]) {
+        c.advance();
+        if (c.row !== undefined) heap.push(c);
       }
-    };
-    for (const g of groups) {
-      const c: Cursor = { fn: g.fn, priority: g.priority, rows: [], at: 0, seq: 0 };
-      if (fill(c, -1)) heap.push(c);
-    }
-    for (let i = (heap.length >> 1) - 1; i >= 0; i--) down(i);
-    for (let n = 0; n < limit && heap.length > 0; n++) {
-      const c = heap[0]!;
-      yield toJob(c.rows[c.at]!);
-      if (++c.at < c.rows.length) {
-        c.seq = Number(c.rows[c.at]!.seq);
-      } else if (c.rows.length < chunk || !fill(c, c.seq)) {
-        heap[0] = heap[heap.length - 1]!;
-        heap.pop();
+      for (let i = (heap.length >> 1) - 1; i >= 0; i--) down(i);
+      for (let n = 0; n < limit && heap.length > 0; n++) {
+        const c = heap[0]!;
+        yield toJob(c.row!);
+        c.advance();
+        if (c.row === undefined) {
+          heap[0] = heap[heap.length - 1]!;
+          heap.pop();
+        }
+        if (heap.length > 0) down(0);
       }
-      if (heap.length > 0) down(0);
+    } finally {
+      others.return?.();
     }
   }
 
-  /** The queues in the store (function and priority), from jobs_queue, skipping from one to the next. */
+  /** The queues (function and priority) of jobs_queue, skipping from one to the next. */
   #groups(): { fn: Uint8Array; priority: number }[] {
     const next = this.#db.prepare(
-      "SELECT function, priority FROM jobs WHERE (function, priority) > (?, ?) ORDER BY function, priority LIMIT 1",
+      `SELECT function, priority FROM jobs WHERE (function, priority) > (?, ?) AND ${PAGEABLE} ORDER BY function, priority LIMIT 1`,
     );
     const out: { fn: Uint8Array; priority: number }[] = [];
     let row = this.#db.prepare(
-      "SELECT function, priority FROM jobs ORDER BY function, priority LIMIT 1",
+      `SELECT function, priority FROM jobs WHERE ${PAGEABLE} ORDER BY function, priority LIMIT 1`,
     ).get() as { function: Uint8Array; priority: number } | undefined;
     while (row !== undefined) {
       out.push({ fn: row.function, priority: Number(row.priority) });
@@ -309,15 +344,35 @@ export class SqliteJobStore implements JobStore {
     for (const r of rows) yield toJob(r);
   }
 
+  /**
+   * Jobs after `afterSeq` without a run-at time, by queue: those a start
+   * leaves on disk. They are marked `paged` first (written at once), so
+   * jobs_queue, which {@link page} reads, holds them all.
+   */
   backlog(afterSeq: number): { function: string; priority: number; count: number }[] {
-    // All jobs after afterSeq, queue by queue (a count over jobs_queue
-    // alone), less those with a run-at time (from jobs_timed).
-    const count = this.#db.prepare(
-      "SELECT COUNT(*) AS n FROM jobs WHERE function = ? AND priority = ? AND seq > ?",
+    const db = this.#db;
+    db.exec("BEGIN");
+    try {
+      db.prepare(`UPDATE jobs SET paged = 1 WHERE seq > ? AND run_at = 0 AND NOT ${PAGEABLE}`)
+        .run(afterSeq);
+      db.exec("COMMIT");
+    } catch (err) {
+      try {
+        db.exec("ROLLBACK");
+      } catch { /* the transaction is already gone */ }
+      throw new StoreError(
+        `Cannot write to job store ${this.description}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    // A count over jobs_queue alone, queue by queue, less the jobs in it
+    // with a run-at time (from jobs_timed).
+    const count = db.prepare(
+      `SELECT COUNT(*) AS n FROM jobs WHERE function = ? AND priority = ? AND seq > ? AND ${PAGEABLE}`,
     );
     const timed = new Map<string, number>();
-    const timedRows = this.#db.prepare(
-      "SELECT function, priority, COUNT(*) AS n FROM jobs INDEXED BY jobs_timed WHERE seq > ? AND run_at > 0 GROUP BY function, priority",
+    const timedRows = db.prepare(
+      `SELECT function, priority, COUNT(*) AS n FROM jobs INDEXED BY jobs_timed WHERE seq > ? AND run_at > 0 AND ${PAGEABLE} GROUP BY function, priority`,
     ).all(afterSeq) as Record<string, unknown>[];
     for (const r of timedRows) {
       timed.set(`${Number(r.priority)}:${fromBlob(r.function as Uint8Array)}`, Number(r.n));
@@ -332,9 +387,13 @@ export class SqliteJobStore implements JobStore {
     return out;
   }
 
+  /**
+   * The next jobs of a queue after `afterSeq` among those that may be paged
+   * in: kept only on disk, or left there by a start ({@link backlog}).
+   */
   page(fn: string, priority: number, afterSeq: number, limit: number): StoredJob[] {
     this.#pageStatement ??= this.#db.prepare(
-      `SELECT ${COLUMNS} FROM jobs WHERE function = ? AND priority = ? AND seq > ? ORDER BY seq LIMIT ?`,
+      `SELECT ${COLUMNS} FROM jobs WHERE function = ? AND priority = ? AND seq > ? AND ${PAGEABLE} ORDER BY seq LIMIT ?`,
     );
     const rows = this.#pageStatement.all(toBlob(fn), priority, afterSeq, limit) as Record<
       string,
@@ -361,14 +420,24 @@ export class SqliteJobStore implements JobStore {
   }
 
   maxSeq(): number {
-    // The last row of each queue in jobs_queue (no index on seq alone).
-    const last = this.#db.prepare(
-      "SELECT seq FROM jobs WHERE function = ? AND priority = ? ORDER BY seq DESC LIMIT 1",
+    // No index on seq alone: the last row of each queue of jobs_queue, the
+    // last timed job, and a scan of the rest (only a start calls this).
+    const db = this.#db;
+    const last = db.prepare(
+      `SELECT seq FROM jobs WHERE function = ? AND priority = ? AND ${PAGEABLE} ORDER BY seq DESC LIMIT 1`,
     );
     let max = 0;
     for (const g of this.#groups()) {
       const row = last.get(g.fn, g.priority) as { seq: number } | undefined;
       if (row !== undefined) max = Math.max(max, Number(row.seq));
+    }
+    for (
+      const sql of [
+        "SELECT MAX(seq) AS m FROM jobs INDEXED BY jobs_timed WHERE run_at > 0",
+        `SELECT MAX(seq) AS m FROM jobs WHERE run_at = 0 AND NOT ${PAGEABLE}`,
+      ]
+    ) {
+      max = Math.max(max, Number((db.prepare(sql).get() as { m: number | null }).m ?? 0));
     }
     return max;
   }
@@ -511,6 +580,29 @@ export class SqliteJobStore implements JobStore {
       this.#db.close();
     }
   }
+}
+
+/**
+ * Bring a version-1 file (or a version-2 one from before jobs_queue was
+ * partial) to the current schema; a no-op on a current one.
+ */
+function upgrade(db: DatabaseSync): void {
+  const columns = db.prepare("PRAGMA table_info(jobs)").all() as { name: string }[];
+  if (!columns.some((c) => c.name === "paged")) {
+    db.exec("ALTER TABLE jobs ADD COLUMN paged INTEGER NOT NULL DEFAULT 0");
+  }
+  db.exec("DROP INDEX IF EXISTS jobs_seq");
+  const queue = db.prepare(
+    "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'jobs_queue'",
+  )
+    .get() as { sql: string } | undefined;
+  // paged is a column of the index too, so reading it needs no table row.
+  if (queue !== undefined && !queue.sql.includes(`seq, paged) WHERE ${PAGEABLE}`)) {
+    db.exec("DROP INDEX jobs_queue");
+  }
+  db.exec(
+    `CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (function, priority, seq, paged) WHERE ${PAGEABLE}`,
+  );
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
