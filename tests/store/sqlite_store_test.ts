@@ -193,3 +193,26 @@ Deno.test("sqlite store: a version-1 file (index on seq) is upgraded on open and
     check.close();
   });
 });
+
+Deno.test("sqlite store: many removals in one commit (DELETE many rows at a time) and a few", async () => {
+  await withStore((path) => {
+    const store = SqliteJobStore.open(path);
+    for (let seq = 1; seq <= 100; seq++) store.add(job(handleOf(seq), seq, "f", 1));
+    store.commit();
+    // 70 in one commit: two statements of 32 and six alone.
+    for (let seq = 11; seq <= 80; seq++) store.remove(handleOf(seq));
+    store.commit();
+    store.remove(handleOf(1));
+    store.commit();
+    assert.equal(store.findByHandle(handleOf(11)), undefined);
+    assert.equal(store.findByHandle(handleOf(81))?.seq, 81);
+    store.close();
+    const again = SqliteJobStore.open(path);
+    const left = [...again.loadHead(1000)].map((j) => j.seq);
+    const want = Array.from({ length: 100 }, (_, i) => i + 1).filter((s) =>
+      s !== 1 && (s < 11 || s > 80)
+    );
+    assert.deepEqual(left, want);
+    again.close();
+  });
+});

@@ -148,6 +148,7 @@ export class SqliteJobStore implements JobStore {
   readonly #insertBatch: StatementSync;
   readonly #params: unknown[] = new Array(BATCH_ROWS * PLAIN_COLUMNS);
   readonly #delete: StatementSync;
+  readonly #deleteBatch: StatementSync;
   readonly #retries: StatementSync;
   readonly #insertDead: StatementSync;
   #adds = new Map<number, StoredJob>();
@@ -171,6 +172,9 @@ export class SqliteJobStore implements JobStore {
       }`,
     );
     this.#delete = db.prepare("DELETE FROM jobs WHERE handle = ?");
+    this.#deleteBatch = db.prepare(
+      `DELETE FROM jobs WHERE handle IN (${Array(BATCH_ROWS).fill("?").join(", ")})`,
+    );
     this.#retries = db.prepare("UPDATE jobs SET retries = ? WHERE handle = ?");
     this.#insertDead = db.prepare(
       "INSERT INTO dead_letters (handle, function, uniq, data, priority, retries, failed_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -556,7 +560,12 @@ export class SqliteJobStore implements JobStore {
           d.reason,
         );
       }
-      for (const handle of removes) this.#delete.run(handle);
+      // Many rows per DELETE too (jobs ending as workers complete them).
+      let r = 0;
+      for (; r + BATCH_ROWS <= removes.length; r += BATCH_ROWS) {
+        this.#deleteBatch.run(...removes.slice(r, r + BATCH_ROWS));
+      }
+      for (; r < removes.length; r++) this.#delete.run(removes[r]!);
       db.exec("COMMIT");
     } catch (err) {
       try {
