@@ -569,6 +569,18 @@ function removeDir(dir: string): void {
 /** Kill a server and remove its temp dir. */
 async function stopServer(h: ServerHandle | undefined): Promise<void> {
   if (!h) return;
+  if (h.kind === "ours" && Deno.env.get("BENCH_DENO_FLAGS")?.includes("--cpu-prof")) {
+    // A profile is written only at a clean exit: SIGINT first, SIGKILL after 10 s.
+    try {
+      h.proc.child.kill("SIGINT");
+    } catch { /* already gone */ }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      h.proc.exited,
+      new Promise<void>((resolve) => timer = setTimeout(resolve, 10_000)),
+    ]);
+    clearTimeout(timer);
+  }
   await h.proc.kill();
   if (h.dir) removeDir(h.dir);
 }

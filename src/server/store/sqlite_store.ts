@@ -4,6 +4,7 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { DeadLetter, JobStore, StoredJob } from "./job_store.ts";
+import { SPILL_BASE } from "../job_table.ts";
 
 /**
  * The store could not be opened or written: the message says why and what to do.
@@ -39,7 +40,24 @@ export interface SqliteStoreOptions {
   sync?: "normal" | "full";
 }
 
-const SCHEMA_VERSION = 1;
+/**
+ * 2: no index on seq alone (it cost a fourth of the insert time), and
+ * jobs_queue holds only the jobs that may have to be paged in (see
+ * {@link PAGEABLE}); jobs_timed indexes only the jobs with a run-at time.
+ * Submit order is read from jobs_queue, queue by queue, merged with the
+ * other jobs sorted by seq. A version-1 file is upgraded on open.
+ */
+const SCHEMA_VERSION = 2;
+
+/**
+ * The jobs jobs_queue indexes: those kept only on disk, past the memory
+ * limit (handles from SPILL_BASE = 2^52 up), and those
+ * marked `paged` at a start because they did not fit in memory. Every other
+ * job is in the server's memory while it runs, so indexing it by queue
+ * would cost every insert for nothing. The same text must appear in the
+ * queries that use the index.
+ */
+const PAGEABLE = `(handle >= ${SPILL_BASE} OR paged)`;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -53,11 +71,11 @@ CREATE TABLE IF NOT EXISTS jobs (
   run_at   INTEGER NOT NULL,
   cron     TEXT    NOT NULL,
   retries  INTEGER NOT NULL,
-  reducer  BLOB    NOT NULL DEFAULT x''
+  reducer  BLOB    NOT NULL DEFAULT x'',
+  paged    INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (function, priority, seq);
 CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (function, uniq) WHERE length(uniq) > 0;
-CREATE INDEX IF NOT EXISTS jobs_seq ON jobs (seq);
+CREATE INDEX IF NOT EXISTS jobs_timed ON jobs (seq) WHERE run_at > 0;
 CREATE TABLE IF NOT EXISTS dead_letters (
   id        INTEGER PRIMARY KEY AUTOINCREMENT,
   handle    INTEGER NOT NULL,
@@ -89,19 +107,27 @@ function fromBlob(b: Uint8Array): string {
 const COLUMNS = "handle, seq, function, uniq, data, priority, run_at, cron, retries, reducer";
 /** Rows per multi-row INSERT. */
 const BATCH_ROWS = 32;
+/**
+ * Values bound per row of a plain job (no run-at time, cron, retries or
+ * reducer: almost every job); the other four columns are literals.
+ */
+const PLAIN_COLUMNS = 6;
+const PLAIN_ROW = "(?, ?, ?, ?, ?, ?, 0, '', 0, x'')";
 
-/** Put a job's ten column values into `params` at `at`. */
-function fillRow(params: unknown[], at: number, j: StoredJob): void {
+/** Whether a job's last four columns hold their usual values. */
+function isPlain(j: StoredJob): boolean {
+  return j.runAt === 0 && j.cron === "" && j.retries === 0 &&
+    (j.reducer === undefined || j.reducer.length === 0);
+}
+
+/** Put a job's first six column values into `params` at `at`. */
+function fillPlain(params: unknown[], at: number, j: StoredJob): void {
   params[at] = j.handle;
   params[at + 1] = j.seq;
   params[at + 2] = j.functionBytes ?? toBlob(j.function);
   params[at + 3] = j.unique;
   params[at + 4] = j.data;
   params[at + 5] = j.priority;
-  params[at + 6] = j.runAt;
-  params[at + 7] = j.cron;
-  params[at + 8] = j.retries;
-  params[at + 9] = j.reducer ?? EMPTY_BLOB;
 }
 const EMPTY_BLOB = new Uint8Array(0);
 
@@ -127,8 +153,11 @@ export class SqliteJobStore implements JobStore {
   readonly boot: number;
   readonly #db: DatabaseSync;
   readonly #insert: StatementSync;
+  readonly #insertPlain: StatementSync;
   readonly #insertBatch: StatementSync;
+  readonly #params: unknown[] = new Array(BATCH_ROWS * PLAIN_COLUMNS);
   readonly #delete: StatementSync;
+  readonly #deleteBatch: StatementSync;
   readonly #retries: StatementSync;
   readonly #insertDead: StatementSync;
   #adds = new Map<number, StoredJob>();
@@ -145,12 +174,16 @@ export class SqliteJobStore implements JobStore {
     this.#insert = db.prepare(
       "INSERT OR REPLACE INTO jobs (handle, seq, function, uniq, data, priority, run_at, cron, retries, reducer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
+    this.#insertPlain = db.prepare(`INSERT OR REPLACE INTO jobs (${COLUMNS}) VALUES ${PLAIN_ROW}`);
     this.#insertBatch = db.prepare(
-      `INSERT OR REPLACE INTO jobs (handle, seq, function, uniq, data, priority, run_at, cron, retries, reducer) VALUES ${
-        Array.from({ length: BATCH_ROWS }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
+      `INSERT OR REPLACE INTO jobs (${COLUMNS}) VALUES ${
+        Array.from({ length: BATCH_ROWS }, () => PLAIN_ROW).join(", ")
       }`,
     );
     this.#delete = db.prepare("DELETE FROM jobs WHERE handle = ?");
+    this.#deleteBatch = db.prepare(
+      `DELETE FROM jobs WHERE handle IN (${Array(BATCH_ROWS).fill("?").join(", ")})`,
+    );
     this.#retries = db.prepare("UPDATE jobs SET retries = ? WHERE handle = ?");
     this.#insertDead = db.prepare(
       "INSERT INTO dead_letters (handle, function, uniq, data, priority, retries, failed_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -183,6 +216,7 @@ export class SqliteJobStore implements JobStore {
       db.exec(`PRAGMA synchronous = ${sync === "full" ? "FULL" : "NORMAL"}`);
       db.exec("BEGIN IMMEDIATE");
       db.exec(SCHEMA);
+      upgrade(db);
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       const row = db.prepare("SELECT value FROM meta WHERE key = 'boot'").get() as
         | { value: number }
@@ -209,34 +243,170 @@ export class SqliteJobStore implements JobStore {
     return this.loadHead(Number.MAX_SAFE_INTEGER);
   }
 
+  /**
+   * The first `limit` jobs in submit order. There is no index on seq alone
+   * (it would cost every insert): each queue (function and priority) of
+   * jobs_queue is read in seq order a chunk at a time, the jobs it does not
+   * index (those that were in memory) are sorted by seq, and all of these
+   * are merged.
+   */
   *loadHead(limit: number): Iterable<StoredJob> {
-    const rows = this.#db.prepare(`SELECT ${COLUMNS} FROM jobs ORDER BY seq LIMIT ?`).iterate(
-      Math.min(limit, Number.MAX_SAFE_INTEGER),
-    ) as Iterable<Record<string, unknown>>;
-    for (const r of rows) yield toJob(r);
+    if (limit <= 0) return;
+    const groups = this.#groups();
+    const chunk = Math.max(16, Math.min(1024, Math.floor(65_536 / (groups.length + 1)), limit));
+    const read = this.#db.prepare(
+      `SELECT ${COLUMNS} FROM jobs WHERE function = ? AND priority = ? AND seq > ? AND ${PAGEABLE} ORDER BY seq LIMIT ?`,
+    );
+    /** One sorted source of rows: `row` is its next one (undefined: done). */
+    interface Cursor {
+      row: Record<string, unknown> | undefined;
+      seq: number;
+      advance(): void;
+    }
+    const queue = (fn: Uint8Array, priority: number): Cursor => {
+      let rows: Record<string, unknown>[] = [];
+      let at = 0;
+      let last = -1;
+      const c: Cursor = {
+        row: undefined,
+        seq: 0,
+        advance() {
+          if (at >= rows.length) {
+            if (last !== -1 && rows.length < chunk) rows = [];
+            else rows = read.all(fn, priority, last, chunk) as Record<string, unknown>[];
+            at = 0;
+          }
+          c.row = rows[at++];
+          if (c.row !== undefined) c.seq = last = Number(c.row.seq);
+        },
+      };
+      return c;
+    };
+    const others = this.#db.prepare(
+      `SELECT ${COLUMNS} FROM jobs WHERE NOT ${PAGEABLE} ORDER BY seq`,
+    ).iterate()[Symbol.iterator]() as Iterator<Record<string, unknown>>;
+    const rest: Cursor = {
+      row: undefined,
+      seq: 0,
+      advance() {
+        const r = others.next();
+        rest.row = r.done ? undefined : r.value;
+        if (rest.row !== undefined) rest.seq = Number(rest.row.seq);
+      },
+    };
+    try {
+      // A binary min-heap of the sources by the seq of their next row.
+      const heap: Cursor[] = [];
+      const down = (i: number): void => {
+        for (;;) {
+          const l = 2 * i + 1;
+          const r = l + 1;
+          let m = i;
+          if (l < heap.length && heap[l]!.seq < heap[m]!.seq) m = l;
+          if (r < heap.length && heap[r]!.seq < heap[m]!.seq) m = r;
+          if (m === i) return;
+          const t = heap[i]!;
+          heap[i] = heap[m]!;
+          heap[m] = t;
+          i = m;
+        }
+      };
+      for (const c of [rest, ...groups.map((g) => queue(g.fn, g.priority))]) {
+        c.advance();
+        if (c.row !== undefined) heap.push(c);
+      }
+      for (let i = (heap.length >> 1) - 1; i >= 0; i--) down(i);
+      for (let n = 0; n < limit && heap.length > 0; n++) {
+        const c = heap[0]!;
+        yield toJob(c.row!);
+        c.advance();
+        if (c.row === undefined) {
+          heap[0] = heap[heap.length - 1]!;
+          heap.pop();
+        }
+        if (heap.length > 0) down(0);
+      }
+    } finally {
+      others.return?.();
+    }
+  }
+
+  /** The queues (function and priority) of jobs_queue, skipping from one to the next. */
+  #groups(): { fn: Uint8Array; priority: number }[] {
+    const next = this.#db.prepare(
+      `SELECT function, priority FROM jobs WHERE (function, priority) > (?, ?) AND ${PAGEABLE} ORDER BY function, priority LIMIT 1`,
+    );
+    const out: { fn: Uint8Array; priority: number }[] = [];
+    let row = this.#db.prepare(
+      `SELECT function, priority FROM jobs WHERE ${PAGEABLE} ORDER BY function, priority LIMIT 1`,
+    ).get() as { function: Uint8Array; priority: number } | undefined;
+    while (row !== undefined) {
+      out.push({ fn: row.function, priority: Number(row.priority) });
+      row = next.get(row.function, row.priority) as
+        | { function: Uint8Array; priority: number }
+        | undefined;
+    }
+    return out;
   }
 
   *loadTimed(afterSeq: number): Iterable<StoredJob> {
+    // jobs_timed holds only the jobs with a run-at time.
     const rows = this.#db.prepare(
-      `SELECT ${COLUMNS} FROM jobs WHERE seq > ? AND run_at > 0 ORDER BY seq`,
+      `SELECT ${COLUMNS} FROM jobs INDEXED BY jobs_timed WHERE seq > ? AND run_at > 0 ORDER BY seq`,
     ).iterate(afterSeq) as Iterable<Record<string, unknown>>;
     for (const r of rows) yield toJob(r);
   }
 
+  /**
+   * Jobs after `afterSeq` without a run-at time, by queue: those a start
+   * leaves on disk. They are marked `paged` first (written at once), so
+   * jobs_queue, which {@link page} reads, holds them all.
+   */
   backlog(afterSeq: number): { function: string; priority: number; count: number }[] {
-    const rows = this.#db.prepare(
-      "SELECT function, priority, COUNT(*) AS n FROM jobs WHERE seq > ? AND run_at = 0 GROUP BY function, priority",
+    const db = this.#db;
+    db.exec("BEGIN");
+    try {
+      db.prepare(`UPDATE jobs SET paged = 1 WHERE seq > ? AND run_at = 0 AND NOT ${PAGEABLE}`)
+        .run(afterSeq);
+      db.exec("COMMIT");
+    } catch (err) {
+      try {
+        db.exec("ROLLBACK");
+      } catch { /* the transaction is already gone */ }
+      throw new StoreError(
+        `Cannot write to job store ${this.description}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    // A count over jobs_queue alone, queue by queue, less the jobs in it
+    // with a run-at time (from jobs_timed).
+    const count = db.prepare(
+      `SELECT COUNT(*) AS n FROM jobs WHERE function = ? AND priority = ? AND seq > ? AND ${PAGEABLE}`,
+    );
+    const timed = new Map<string, number>();
+    const timedRows = db.prepare(
+      `SELECT function, priority, COUNT(*) AS n FROM jobs INDEXED BY jobs_timed WHERE seq > ? AND run_at > 0 AND ${PAGEABLE} GROUP BY function, priority`,
     ).all(afterSeq) as Record<string, unknown>[];
-    return rows.map((r) => ({
-      function: fromBlob(r.function as Uint8Array),
-      priority: Number(r.priority),
-      count: Number(r.n),
-    }));
+    for (const r of timedRows) {
+      timed.set(`${Number(r.priority)}:${fromBlob(r.function as Uint8Array)}`, Number(r.n));
+    }
+    const out: { function: string; priority: number; count: number }[] = [];
+    for (const g of this.#groups()) {
+      const name = fromBlob(g.fn);
+      const all = Number((count.get(g.fn, g.priority, afterSeq) as { n: number }).n);
+      const n = all - (timed.get(`${g.priority}:${name}`) ?? 0);
+      if (n > 0) out.push({ function: name, priority: g.priority, count: n });
+    }
+    return out;
   }
 
+  /**
+   * The next jobs of a queue after `afterSeq` among those that may be paged
+   * in: kept only on disk, or left there by a start ({@link backlog}).
+   */
   page(fn: string, priority: number, afterSeq: number, limit: number): StoredJob[] {
     this.#pageStatement ??= this.#db.prepare(
-      `SELECT ${COLUMNS} FROM jobs WHERE function = ? AND priority = ? AND seq > ? ORDER BY seq LIMIT ?`,
+      `SELECT ${COLUMNS} FROM jobs WHERE function = ? AND priority = ? AND seq > ? AND ${PAGEABLE} ORDER BY seq LIMIT ?`,
     );
     const rows = this.#pageStatement.all(toBlob(fn), priority, afterSeq, limit) as Record<
       string,
@@ -263,8 +433,26 @@ export class SqliteJobStore implements JobStore {
   }
 
   maxSeq(): number {
-    const row = this.#db.prepare("SELECT MAX(seq) AS m FROM jobs").get() as { m: number | null };
-    return Number(row.m ?? 0);
+    // No index on seq alone: the last row of each queue of jobs_queue, the
+    // last timed job, and a scan of the rest (only a start calls this).
+    const db = this.#db;
+    const last = db.prepare(
+      `SELECT seq FROM jobs WHERE function = ? AND priority = ? AND ${PAGEABLE} ORDER BY seq DESC LIMIT 1`,
+    );
+    let max = 0;
+    for (const g of this.#groups()) {
+      const row = last.get(g.fn, g.priority) as { seq: number } | undefined;
+      if (row !== undefined) max = Math.max(max, Number(row.seq));
+    }
+    for (
+      const sql of [
+        "SELECT MAX(seq) AS m FROM jobs INDEXED BY jobs_timed WHERE run_at > 0",
+        `SELECT MAX(seq) AS m FROM jobs WHERE run_at = 0 AND NOT ${PAGEABLE}`,
+      ]
+    ) {
+      max = Math.max(max, Number((db.prepare(sql).get() as { m: number | null }).m ?? 0));
+    }
+    return max;
   }
 
   findByHandle(handle: number): StoredJob | undefined {
@@ -334,19 +522,40 @@ export class SqliteJobStore implements JobStore {
     const db = this.#db;
     db.exec("BEGIN");
     try {
-      // Many rows per INSERT: far fewer statement executions per commit.
-      const rows = [...adds.values()];
-      let i = 0;
+      // Plain jobs: many rows per INSERT, six values bound per row. The
+      // order rows go in does not matter (seq orders them; #adds holds a
+      // handle once).
       const batch = this.#insertBatch;
-      const params: unknown[] = new Array(BATCH_ROWS * 10);
-      for (; i + BATCH_ROWS <= rows.length; i += BATCH_ROWS) {
-        for (let r = 0; r < BATCH_ROWS; r++) fillRow(params, r * 10, rows[i + r]!);
-        batch.run(...(params as never[]));
+      const params = this.#params;
+      let n = 0;
+      for (const j of adds.values()) {
+        if (!isPlain(j)) {
+          this.#insert.run(
+            j.handle,
+            j.seq,
+            j.functionBytes ?? toBlob(j.function),
+            j.unique,
+            j.data,
+            j.priority,
+            j.runAt,
+            j.cron,
+            j.retries,
+            j.reducer ?? EMPTY_BLOB,
+          );
+          continue;
+        }
+        fillPlain(params, n * PLAIN_COLUMNS, j);
+        if (++n === BATCH_ROWS) {
+          batch.run(...(params as never[]));
+          n = 0;
+        }
       }
-      for (; i < rows.length; i++) {
-        fillRow(params, 0, rows[i]!);
-        this.#insert.run(...(params.slice(0, 10) as never[]));
+      for (let r = 0; r < n; r++) {
+        this.#insertPlain.run(
+          ...(params.slice(r * PLAIN_COLUMNS, (r + 1) * PLAIN_COLUMNS) as never[]),
+        );
       }
+      params.fill(undefined); // let the commit's payload views go
       for (const [handle, n] of retries) this.#retries.run(n, handle);
       for (const d of dead) {
         this.#insertDead.run(
@@ -360,7 +569,12 @@ export class SqliteJobStore implements JobStore {
           d.reason,
         );
       }
-      for (const handle of removes) this.#delete.run(handle);
+      // Many rows per DELETE too (jobs ending as workers complete them).
+      let r = 0;
+      for (; r + BATCH_ROWS <= removes.length; r += BATCH_ROWS) {
+        this.#deleteBatch.run(...removes.slice(r, r + BATCH_ROWS));
+      }
+      for (; r < removes.length; r++) this.#delete.run(removes[r]!);
       db.exec("COMMIT");
     } catch (err) {
       try {
@@ -384,6 +598,29 @@ export class SqliteJobStore implements JobStore {
       this.#db.close();
     }
   }
+}
+
+/**
+ * Bring a version-1 file (or a version-2 one from before jobs_queue was
+ * partial) to the current schema; a no-op on a current one.
+ */
+function upgrade(db: DatabaseSync): void {
+  const columns = db.prepare("PRAGMA table_info(jobs)").all() as { name: string }[];
+  if (!columns.some((c) => c.name === "paged")) {
+    db.exec("ALTER TABLE jobs ADD COLUMN paged INTEGER NOT NULL DEFAULT 0");
+  }
+  db.exec("DROP INDEX IF EXISTS jobs_seq");
+  const queue = db.prepare(
+    "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'jobs_queue'",
+  )
+    .get() as { sql: string } | undefined;
+  // paged is a column of the index too, so reading it needs no table row.
+  if (queue !== undefined && !queue.sql.includes(`seq, paged) WHERE ${PAGEABLE}`)) {
+    db.exec("DROP INDEX jobs_queue");
+  }
+  db.exec(
+    `CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (function, priority, seq, paged) WHERE ${PAGEABLE}`,
+  );
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
