@@ -10,6 +10,7 @@
 //   deno task bench                      full run, both servers
 //   deno run -A bench/main.ts --quick --server ours     CI smoke (< 60 s)
 //   deno run -A bench/main.ts --scenarios durable-bgsubmit,durable-drain,durable-10m
+//   deno run -A bench/main.ts --scenarios cluster        our servers on one PostgreSQL (bench/cluster.ts)
 //
 // The durable-* scenarios run the servers with a SQLite queue (ours:
 // --store sqlite:PATH; gearmand: -q libsqlite3) in a temp dir removed
