@@ -354,7 +354,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       }) as unknown as Sql;
     try {
       sql = pool(5, {});
-      fast = pool(4, { synchronous_commit: "off" });
+      // No bitmap scans: with statistics from before a burst of submits
+      // (a fresh table reads as nearly empty), the planner would claim by
+      // bitmap-scanning and sorting every free job (~110 ms per claim at
+      // 200k queued) instead of reading the queue index in order (~9 ms).
+      fast = pool(4, { synchronous_commit: "off", enable_bitmapscan: "off" });
     } catch (err) {
       throw openError(description, err);
     }
