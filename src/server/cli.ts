@@ -398,6 +398,10 @@ export async function runServerCli(args: string[]): Promise<number> {
     return 1;
   }
   const { hostname, port } = server.addr;
+  if (store instanceof PostgresJobStore && flags.port === 0) {
+    // Named before the port was known: name it by the port it got.
+    await store.rename(`${flags.handleHost ?? hostname}:${port}`).catch(() => {});
+  }
   const show = (h: string, p: number) => `${h.includes(":") ? `[${h}]` : h}:${p}`;
   console.log(`listening on ${show(hostname, port)}`);
   const gloom = server.gloomAddrs;

@@ -359,6 +359,10 @@ Deno.test({
         const lines = await admin.command("cluster");
         assert.equal(lines.filter((l) => l.startsWith("server\t")).length, 2, lines.join("\n"));
         assert.ok(lines.some((l) => l.endsWith("\tself")), lines.join("\n"));
+        // Each server is listed by the address it listens on.
+        for (const p of [a!.port, b!.port]) {
+          assert.ok(lines.some((l) => l.includes(`\ttest:${p}\t`)), lines.join("\n"));
+        }
         assert.ok(lines.includes("function\tnobody\t3\t0"), lines.join("\n"));
       } finally {
         await admin.close();

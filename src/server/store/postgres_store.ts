@@ -271,7 +271,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
    * `synchronous_commit = off`, so they do not wait for the WAL flush.
    */
   readonly #fast: Sql;
-  readonly #name: string;
+  #name: string;
   readonly #leaseMs: number;
   readonly #log = getLogger(["gearman", "store"]);
   #rows = new RowBatch();
@@ -676,6 +676,17 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   }
 
   // -------------------------------------------------------- ClusterQueue
+
+  /**
+   * Change the name this server has in the cluster's server list (e.g. to
+   * the address it listens on, once known).
+   *
+   * @param name The new name.
+   */
+  async rename(name: string): Promise<void> {
+    this.#name = name;
+    await this.#fast`UPDATE gearman_servers SET name = ${name} WHERE id = ${this.serverId}`;
+  }
 
   /**
    * Whether this server surely still holds its lease: its last good
