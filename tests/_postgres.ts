@@ -17,6 +17,10 @@ export interface TempPostgres {
   psql(sql: string, database?: string): Promise<string>;
   /** Make a fresh, empty database and return its URL. */
   createDatabase(name: string): Promise<string>;
+  /** Stop the server (fast shutdown, data kept); {@link TempPostgres.start} brings it back. */
+  halt(): Promise<void>;
+  /** Start it again on the same port. */
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -81,16 +85,18 @@ export async function startPostgres(): Promise<TempPostgres> {
     "--no-sync",
   ]);
   const port = freePort();
-  await as(`${bin}/pg_ctl`, [
-    "-D",
-    `${dir}/data`,
-    "-w",
-    "-l",
-    `${dir}/log`,
-    "-o",
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on`,
-    "start",
-  ]);
+  const start = () =>
+    as(`${bin}/pg_ctl`, [
+      "-D",
+      `${dir}/data`,
+      "-w",
+      "-l",
+      `${dir}/log`,
+      "-o",
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on`,
+      "start",
+    ]).then(() => {});
+  await start();
   const urlFor = (db: string, u = user, p = password) =>
     `postgres://${encodeURIComponent(u)}:${encodeURIComponent(p)}@127.0.0.1:${port}/${db}`;
   const psql = (sql: string, database = "postgres") =>
@@ -121,6 +127,10 @@ export async function startPostgres(): Promise<TempPostgres> {
       await psql(`CREATE DATABASE ${name}`);
       return urlFor(name);
     },
+    async halt(): Promise<void> {
+      await as(`${bin}/pg_ctl`, ["-D", `${dir}/data`, "-m", "fast", "-w", "stop"]);
+    },
+    start,
     async stop(): Promise<void> {
       try {
         await as(`${bin}/pg_ctl`, ["-D", `${dir}/data`, "-m", "immediate", "-w", "stop"]);

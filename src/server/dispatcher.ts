@@ -1214,10 +1214,15 @@ export class Dispatcher {
   }
 
   #commitFailed(slots: number[], gens: number[], peers: Peer[], err: Error): void {
-    this.log.error(
-      "{error}; {jobs} job(s) were not accepted: closing their clients' connections so they see no JOB_CREATED",
-      { error: err.message, jobs: slots.length },
-    );
+    if (slots.length > 0 || peers.length > 0) {
+      this.log.error(
+        "{error}; {jobs} job(s) were not accepted: closing the connections of {clients} client(s) so they see no JOB_CREATED",
+        { error: err.message, jobs: slots.length, clients: peers.length },
+      );
+    } else {
+      // Only writes nobody waits for (or clients told already, e.g. unique submits).
+      this.log.warn("{error}", { error: err.message });
+    }
     const jobs = this.jobs;
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;

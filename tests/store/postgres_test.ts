@@ -522,6 +522,57 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "postgres: the database restarting loses no acknowledged job; submits during the outage are refused, and the servers recover",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2);
+    const p = await postgresServer();
+    const ca = await c.connect(a!);
+    const before = ["b1", "b2", "b3"];
+    await submitBackground(ca, "outage", before);
+    await p.halt();
+    let restarted = false;
+    try {
+      // No JOB_CREATED without a commit: the submitter's connection is closed.
+      const during = await c.connect(a!);
+      during.send("SUBMIT_JOB_BG", "outage", "", "lost");
+      await assert.rejects(
+        during.receive(15_000),
+        (err: Error) => err.name === "ConnectionClosedError" && !/nothing came/.test(err.message),
+      );
+      await p.start();
+      restarted = true;
+    } finally {
+      if (!restarted) await p.start();
+    }
+    // The servers reconnect by themselves: submits work again, on both.
+    const after: string[] = [];
+    await waitFor("submits to work again", async () => {
+      try {
+        const conn = await c.connect(a!);
+        const d = `a${after.length}`;
+        await submitBackground(conn, "outage", [d]);
+        after.push(d);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 20_000);
+    await submitBackground(await c.connect(b!), "outage", ["from-b"]);
+    // Every acknowledged job runs, once.
+    const w = await c.worker(b!, "outage");
+    const ran: string[] = [];
+    const loop = runWorker(w, (d) => ran.push(d));
+    const expected = [...before, ...after, "from-b"].sort();
+    await waitFor("every acknowledged job to run", () => ran.length >= expected.length, 20_000);
+    loop.stop();
+    assert.deepEqual(ran.sort(), expected);
+  },
+});
+
+Deno.test({
   name: "postgres: stop the test database",
   ignore,
   async fn() {
