@@ -7,21 +7,21 @@ import assert from "node:assert/strict";
 import { serve, type TlsAccessRules } from "../../server.ts";
 import { AdminClient, Client, ConnectionError, PacketClient, ServerError } from "../../client.ts";
 import { Worker } from "../../worker.ts";
+import { opensslAvailable, sClient as sClientAt, sh } from "./_openssl.ts";
 
 const decoder = new TextDecoder();
 
-async function sh(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")} failed: ${decoder.decode(out.stderr)}`);
-  }
-  return decoder.decode(out.stdout);
-}
+const haveOpenssl = await opensslAvailable("mtls_test");
 
-const haveOpenssl = await sh("openssl", ["version"]).then(() => true, () => false);
-if (!haveOpenssl) {
-  if (Deno.env.get("CI")) throw new Error("openssl is needed for the TLS tests");
-  console.warn("mtls_test: skipped: openssl is not installed");
+/** `openssl s_client` to 127.0.0.1:port with `client`'s certificate, if any. */
+function sClient(
+  port: number,
+  ca: string,
+  client: Pem | undefined,
+  line: string,
+  until: RegExp,
+): Promise<string> {
+  return sClientAt(`127.0.0.1:${port}`, ca, line, until, client);
 }
 
 interface Pem {
@@ -124,56 +124,6 @@ async function makeCertificates(names: string[]): Promise<Certs> {
   }
   const rogue = await makeCert(dir, other, "mallory", "extendedKeyUsage=clientAuth\n");
   return { dir, ca, server, clients, rogue };
-}
-
-/**
- * Run `openssl s_client` (with a client certificate when given), send
- * `line`, and return what came back before the server closed or `until`
- * matched.
- */
-async function sClient(
-  port: number,
-  ca: string,
-  client: Pem | undefined,
-  line: string,
-  until: RegExp,
-): Promise<string> {
-  const child = new Deno.Command("openssl", {
-    args: [
-      "s_client",
-      "-connect",
-      `127.0.0.1:${port}`,
-      "-CAfile",
-      ca,
-      ...(client ? ["-cert", client.certFile, "-key", client.keyFile] : []),
-      "-quiet",
-      "-verify_return_error",
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(line));
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  const deadline = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  try {
-    while (!until.test(text)) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += value;
-    }
-  } finally {
-    clearTimeout(deadline);
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already exited */ }
-    await reader.cancel().catch(() => {});
-    await writer.close().catch(() => {});
-    await child.status;
-  }
-  return text;
 }
 
 Deno.test({

@@ -7,59 +7,9 @@ import assert from "node:assert/strict";
 import { serve } from "../../server.ts";
 import { AdminClient, Client, ConnectionError } from "../../client.ts";
 import { Worker } from "../../worker.ts";
+import { opensslAvailable, sClient, sh } from "./_openssl.ts";
 
-async function sh(cmd: string, args: string[], stdin?: string): Promise<string> {
-  const child = new Deno.Command(cmd, {
-    args,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  if (!out.success) throw new Error(`${cmd} ${args.join(" ")} failed: ${text}`);
-  return new TextDecoder().decode(out.stdout);
-}
-
-const haveOpenssl = await sh("openssl", ["version"]).then(() => true, () => false);
-if (!haveOpenssl) {
-  if (Deno.env.get("CI")) throw new Error("openssl is needed for the TLS tests");
-  console.warn("tls_test: skipped: openssl is not installed");
-}
-
-/** Run `openssl s_client`, send `line`, read until `until` matches, then stop it. */
-async function sClient(server: string, caFile: string, line: string, until: RegExp) {
-  const child = new Deno.Command("openssl", {
-    args: ["s_client", "-connect", server, "-CAfile", caFile, "-quiet", "-verify_return_error"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(line));
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  const deadline = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  try {
-    while (!until.test(text)) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += value;
-    }
-  } finally {
-    clearTimeout(deadline);
-    child.kill("SIGTERM");
-    await reader.cancel().catch(() => {});
-    await writer.close().catch(() => {});
-    await child.status;
-  }
-  return text;
-}
+const haveOpenssl = await opensslAvailable("tls_test");
 
 /** A CA, and a server certificate it signed for 127.0.0.1 and localhost. */
 async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {

@@ -1,0 +1,83 @@
+// openssl from the TLS tests: run a command, and talk through `s_client`.
+
+const decoder = new TextDecoder();
+
+/** Run a command; its stdout, or an error with its stderr. */
+export async function sh(cmd: string, args: string[], stdin?: string): Promise<string> {
+  const child = new Deno.Command(cmd, {
+    args,
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${decoder.decode(out.stderr)}`);
+  }
+  return decoder.decode(out.stdout);
+}
+
+/** Whether openssl can run here (CI must have it: then a missing one throws). */
+export async function opensslAvailable(testName: string): Promise<boolean> {
+  const have = await sh("openssl", ["version"]).then(() => true, () => false);
+  if (!have) {
+    if (Deno.env.get("CI")) throw new Error("openssl is needed for the TLS tests");
+    console.warn(`${testName}: skipped: openssl is not installed`);
+  }
+  return have;
+}
+
+/**
+ * Run `openssl s_client` against `server` (HOST:PORT) trusting `caFile`,
+ * with a client certificate when given; send `line` and return what came
+ * back before the server closed or `until` matched.
+ */
+export async function sClient(
+  server: string,
+  caFile: string,
+  line: string,
+  until: RegExp,
+  client?: { certFile: string; keyFile: string },
+): Promise<string> {
+  const child = new Deno.Command("openssl", {
+    args: [
+      "s_client",
+      "-connect",
+      server,
+      "-CAfile",
+      caFile,
+      ...(client ? ["-cert", client.certFile, "-key", client.keyFile] : []),
+      "-quiet",
+      "-verify_return_error",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(line));
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  const deadline = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  try {
+    while (!until.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+  } finally {
+    clearTimeout(deadline);
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already exited */ }
+    await reader.cancel().catch(() => {});
+    await writer.close().catch(() => {});
+    await child.status;
+  }
+  return text;
+}
