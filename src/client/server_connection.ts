@@ -62,6 +62,11 @@ export class ServerConnection {
     return this.#conn !== undefined && !this.#conn.closed;
   }
 
+  /** Bytes written to the open connection and not yet taken by the socket (0 when closed). */
+  get backlog(): number {
+    return this.#conn === undefined || this.#conn.closed ? 0 : this.#conn.backlog;
+  }
+
   /** Whether a connect may be tried now (not backing off after failures). */
   get available(): boolean {
     return this.isOpen || Date.now() >= this.#retryAt;
