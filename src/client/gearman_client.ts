@@ -69,7 +69,9 @@ export interface ClientOptions {
    */
   exceptions?: boolean;
   /**
-   * Longest wait for a TCP connection, in milliseconds.
+   * Longest wait for a TCP connection, in milliseconds. Only time the event
+   * loop was free counts: a long synchronous stretch (a loop of submits)
+   * does not time the connection out.
    * @default 5000
    */
   connectTimeoutMs?: number;
@@ -86,6 +88,16 @@ export interface ClientOptions {
    * @default {64 MiB}
    */
   maxPacketSize?: number;
+  /**
+   * Most submits one connection has written and the server has not yet
+   * answered (JOB_CREATED or ERROR). Submits past it wait in the client,
+   * in order, and are written as answers come in, so any number of submits
+   * can be made at once without a huge send buffer on either side; a
+   * submit's packet is also held back while more than 1 MiB of earlier
+   * output waits to be written. Waiting in this queue is not a timeout.
+   * @default 1024
+   */
+  maxInFlight?: number;
 }
 
 /**
@@ -166,12 +178,50 @@ type Request =
   | { kind: "echo"; resolve(b: Uint8Array): void; reject(e: Error): void }
   | { kind: "option" };
 
+type SubmitRequest = Request & { kind: "submit" };
+
+/** A first-in first-out queue with cheap removal from the front. */
+class Fifo<T> {
+  #items: T[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const item = this.#items[this.#head];
+    this.#items[this.#head++] = undefined as T;
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+
+  takeAll(): T[] {
+    const rest = this.#items.slice(this.#head);
+    this.#items = [];
+    this.#head = 0;
+    return rest;
+  }
+}
+
+/** Output past which a submit waits for answers before it is written. */
+const MAX_SUBMIT_BACKLOG = 1024 * 1024;
+
 /** Per-server state of a client. */
 class ClientServer {
   readonly conn: ServerConnection;
-  /** Requests waiting for their reply, in the order sent. */
-  pending: Request[] = [];
-  head = 0;
+  /** Requests written and waiting for their reply, in the order sent. */
+  readonly pending: Fifo<Request> = new Fifo();
+  /** Submits for this server not written yet (too many in flight), in order. */
+  readonly waiting: Fifo<SubmitRequest> = new Fifo();
   /** OPTION_REQ "exceptions" was sent on the current connection. */
   optionSent = false;
   /** Foreground jobs by handle. */
@@ -186,20 +236,14 @@ class ClientServer {
   }
 
   shift(): Request | undefined {
-    if (this.head >= this.pending.length) return undefined;
-    const r = this.pending[this.head++];
-    if (this.head > 1024 && this.head * 2 > this.pending.length) {
-      this.pending = this.pending.slice(this.head);
-      this.head = 0;
-    }
-    return r;
+    return this.pending.shift();
   }
 
+  /** Everything written or waiting to be, in order, leaving both queues empty. */
   takeAll(): Request[] {
-    const rest = this.pending.slice(this.head);
-    this.pending = [];
-    this.head = 0;
-    return rest;
+    const written = this.pending.takeAll();
+    for (const r of this.waiting.takeAll()) written.push(r);
+    return written;
   }
 }
 
@@ -235,6 +279,7 @@ export class Client implements AsyncDisposable {
   readonly #servers: ClientServer[];
   readonly #selection: ServerSelection;
   readonly #exceptions: boolean;
+  readonly #maxInFlight: number;
   readonly #log = getLogger(["gearman", "client"]);
   #next = 0;
   #closed = false;
@@ -252,6 +297,7 @@ export class Client implements AsyncDisposable {
       exceptions = true,
       connectTimeoutMs = 5000,
       maxPacketSize = DEFAULT_MAX_PACKET_SIZE,
+      maxInFlight = 1024,
       tls,
     } = options;
     if (servers.length === 0) throw new TypeError("Cannot make client: the server list is empty");
@@ -260,8 +306,14 @@ export class Client implements AsyncDisposable {
         `Cannot make client: selection must be "consistent" or "perl", received ${selection}`,
       );
     }
+    if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
+      throw new TypeError(
+        `Cannot make client: maxInFlight must be a positive integer, received ${maxInFlight}`,
+      );
+    }
     this.#selection = selection;
     this.#exceptions = exceptions;
+    this.#maxInFlight = maxInFlight;
     this.#servers = servers.map((s) => {
       const address = parseServerAddress(s);
       // Assigned right below; the callbacks run later.
@@ -333,7 +385,7 @@ export class Client implements AsyncDisposable {
     }
     parts.push(dataBytes);
     const packet = buildPacket(Magic.REQ, type, ...parts);
-    const request: Request & { kind: "submit" } = {
+    const request: SubmitRequest = {
       kind: "submit",
       job: control,
       fn,
@@ -510,25 +562,35 @@ export class Client implements AsyncDisposable {
 
   /** Send a submit to the first server that takes it, skipping `tried`. */
   async #send(
-    request: Request & { kind: "submit" },
+    request: SubmitRequest,
     unique: string | undefined,
     tried: ClientServer[],
-  ) {
+  ): Promise<void> {
     const order = this.#order(unique).filter((s) => !tried.includes(s));
     // Servers backing off go last, so a server that is down is skipped while others are up.
     order.sort((a, b) => Number(b.conn.available) - Number(a.conn.available));
     let lastError: Error | undefined;
     for (const server of order) {
       if (request.aborted) return;
-      try {
-        await this.#open(server);
-      } catch (err) {
-        lastError = err as Error;
-        continue;
+      // Once open (and asked for exceptions), submits go straight to the queue.
+      if (!server.conn.isOpen || (this.#exceptions && !server.optionSent)) {
+        try {
+          await this.#open(server);
+        } catch (err) {
+          lastError = err as Error;
+          continue;
+        }
+        if (request.aborted) return;
+        if (!server.conn.isOpen) {
+          lastError = new ConnectionError(
+            server.conn.address.label,
+            `Lost the connection to ${server.conn.address.label} as it opened`,
+          );
+          continue;
+        }
       }
-      if (request.aborted) return;
-      server.push(request);
-      server.conn.out().bytes(request.packet);
+      server.waiting.push(request);
+      this.#pump(server);
       return;
     }
     request.job.fail(
@@ -538,7 +600,31 @@ export class Client implements AsyncDisposable {
     );
   }
 
+  /**
+   * Write waiting submits while fewer than `maxInFlight` are unanswered
+   * and the outbox is not backed up. Called when a submit is queued and
+   * when an answer frees a place.
+   */
+  #pump(server: ClientServer): void {
+    const { waiting, pending, conn } = server;
+    if (waiting.length === 0 || !conn.isOpen) return;
+    const max = this.#maxInFlight;
+    while (waiting.length > 0 && pending.length < max) {
+      // Always let one through when nothing is in flight, however large.
+      if (pending.length > 0 && conn.backlog > MAX_SUBMIT_BACKLOG) return;
+      const r = waiting.shift()!;
+      if (r.aborted) continue;
+      server.push(r);
+      conn.out().bytes(r.packet);
+    }
+  }
+
   #packet(server: ClientServer, type: number, body: Uint8Array): void {
+    this.#answer(server, type, body);
+    if (server.waiting.length > 0) this.#pump(server);
+  }
+
+  #answer(server: ClientServer, type: number, body: Uint8Array): void {
     switch (type) {
       case T.JOB_CREATED: {
         const r = server.shift();

@@ -99,7 +99,9 @@ export interface WorkerOptions {
    */
   exceptions?: boolean;
   /**
-   * Longest wait for a TCP connection, in milliseconds.
+   * Longest wait for a TCP connection, in milliseconds. Only time the event
+   * loop was free counts: a long synchronous stretch (a loop of submits)
+   * does not time the connection out.
    * @default 5000
    */
   connectTimeoutMs?: number;

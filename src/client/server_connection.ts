@@ -7,6 +7,7 @@ import { Magic } from "../protocol/packet.ts";
 import { Connection } from "../transport/connection.ts";
 import type { PacketWriter } from "../protocol/packet_writer.ts";
 import { ConnectionError } from "./errors.ts";
+import { loopTimeout } from "./loop_timeout.ts";
 import type { ServerAddress } from "./server_address.ts";
 
 /** What a server connection reports to its owner. */
@@ -61,6 +62,11 @@ export class ServerConnection {
     return this.#conn !== undefined && !this.#conn.closed;
   }
 
+  /** Bytes written to the open connection and not yet taken by the socket (0 when closed). */
+  get backlog(): number {
+    return this.#conn === undefined || this.#conn.closed ? 0 : this.#conn.backlog;
+  }
+
   /** Whether a connect may be tried now (not backing off after failures). */
   get available(): boolean {
     return this.isOpen || Date.now() >= this.#retryAt;
@@ -100,27 +106,34 @@ export class ServerConnection {
   async #connect(): Promise<Connection> {
     const { hostname, port, label } = this.address;
     let tcp: Deno.TcpConn | Deno.TlsConn;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    // Settled: the attempt won or lost the race; a connection that comes
+    // after is closed at once.
+    let settled = false;
+    let cancelTimeout: (() => void) | undefined;
     try {
       const tls = this.#options.tls;
       const attempt: Promise<Deno.TcpConn | Deno.TlsConn> = tls
         ? Deno.connectTls({ hostname, port, ...connectTlsOptions(tls) })
         : Deno.connect({ hostname, port });
+      // Counts only time the event loop ran: a caller that submits for
+      // seconds in one synchronous loop right after making the client must
+      // not find its connection "timed out" when the loop ends.
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer in ${this.#options.connectTimeoutMs} ms`)),
+        cancelTimeout = loopTimeout(
           this.#options.connectTimeoutMs,
+          () => reject(new Error(`no answer in ${this.#options.connectTimeoutMs} ms`)),
         );
       });
       attempt.then((c) => {
-        if (this.#closed || timer === undefined) c.close();
+        if (this.#closed || settled) c.close();
       }, () => {});
-      tcp = await Promise.race([attempt, timeout]);
-      clearTimeout(timer);
-      timer = undefined;
+      try {
+        tcp = await Promise.race([attempt, timeout]);
+      } finally {
+        settled = true;
+        cancelTimeout?.();
+      }
     } catch (err) {
-      clearTimeout(timer);
-      timer = undefined;
       this.#failures++;
       const delay = Math.min(
         this.#options.minBackoffMs * 2 ** (this.#failures - 1),
@@ -134,7 +147,9 @@ export class ServerConnection {
       );
     }
     if (this.#closed) {
-      tcp.close();
+      try {
+        tcp.close();
+      } catch { /* closed already when it came */ }
       throw new ConnectionError(label, `Cannot connect to ${label}: closed`);
     }
     if ("setNoDelay" in tcp) tcp.setNoDelay(true);
