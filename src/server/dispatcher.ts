@@ -1376,9 +1376,31 @@ export class Dispatcher {
     return out.sort((a, b) => a.runAt - b.runAt);
   }
 
-  /** Submit a background job from inside the server (admin: retry a dead letter). */
+  /** Submit a background job from inside the server (admin: retry a dead letter); its slot, or 0 when it went to a cluster's shared queue. */
   resubmit(fnName: string, unique: Uint8Array, data: Uint8Array, priority: number): number {
     const f = this.functionEntry(fnName);
+    const cluster = this.#cluster;
+    if (cluster !== undefined) {
+      // Into the shared queue, under a handle unique in the cluster.
+      const handle = cluster.nextHandle();
+      const job: StoredJob = {
+        handle,
+        seq: handle,
+        function: f.name,
+        unique: unique.slice(),
+        data: data.slice(),
+        priority,
+        runAt: 0,
+        cron: "",
+        retries: 0,
+      };
+      this.stats.submitted++;
+      f.metrics.submitted[priority]!++;
+      if (unique.length > 0) void cluster.enqueueUnique(job).catch(() => {});
+      else cluster.enqueue(job);
+      this.#scheduleCommit();
+      return 0;
+    }
     const slot = this.jobs.add(f.id, priority, true, unique, data);
     this.stats.submitted++;
     f.metrics.submitted[priority]!++;

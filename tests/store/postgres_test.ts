@@ -573,6 +573,52 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "postgres: in one commit, the end of a job with a unique id comes before a new submit with that id (a new job, not lost)",
+  ignore,
+  async fn() {
+    const url = await freshDatabase();
+    const store = await PostgresJobStore.open(url, { name: "direct" });
+    try {
+      const job = (handle: number, data: string) => ({
+        handle,
+        seq: handle,
+        function: "uq",
+        unique: new TextEncoder().encode("same-id"),
+        data: new TextEncoder().encode(data),
+        priority: 1,
+        runAt: 0,
+        cron: "",
+        retries: 0,
+      });
+      const first = store.enqueueUnique(job(store.nextHandle(), "first"));
+      await store.commit();
+      const h1 = await first;
+      const [claimed] = await store.claim("uq", 10);
+      assert.equal(claimed?.handle, h1);
+      // It ends, and a submit with the same id comes in the same batch.
+      store.remove(h1);
+      const second = store.enqueueUnique(job(store.nextHandle(), "second"));
+      await store.commit();
+      const h2 = await second;
+      assert.notEqual(h2, h1, "the new submit got the ended job's handle");
+      const rows = await store.claim("uq", 10);
+      assert.deepEqual(rows.map((r) => new TextDecoder().decode(r.data)), ["second"]);
+      // An end still buffered at close is written by close().
+      store.remove(h2);
+      assert.ok(store.pending);
+    } finally {
+      await store.close();
+    }
+    const db = new URL(url).pathname.slice(1);
+    assert.equal(
+      (await (await postgresServer()).psql("SELECT count(*) FROM gearman_jobs", db)).trim(),
+      "0",
+    );
+  },
+});
+
+Deno.test({
   name: "postgres: stop the test database",
   ignore,
   async fn() {

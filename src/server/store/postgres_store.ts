@@ -58,6 +58,8 @@ export interface PostgresStoreOptions {
 const CHANNEL = "gearman_jobs";
 /** Handles a server takes from the sequence at once (its INCREMENT BY). */
 const HANDLE_BLOCK = 65536;
+/** After a failed write, wait this long before the next try. */
+const RETRY_PAUSE_MS = 500;
 /** Ends of jobs, retry counts and releases are written at most this often (they need no ack). */
 const LAZY_FLUSH_MS = 5;
 /** How long depth()/servers() keep refreshing after the last call. */
@@ -301,8 +303,14 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   #closed: Promise<void> | undefined;
   #lazyTimer: ReturnType<typeof setTimeout> | undefined;
   #lazyFlushing = false;
+  /** When a write last failed (0: never). */
+  #failedAt = 0;
   /** When the last heartbeat that found this server's row was sent. */
   #lastBeat = Date.now();
+  /** Claims in flight (settled promises). */
+  readonly #claimsInFlight = new Set<Promise<void>>();
+  /** Servers (ids) holding jobs without a row in gearman_servers at the last heartbeat. */
+  #orphanOwners = new Set<number>();
   /** Durable commits in flight (settled promises). */
   readonly #durableInFlight = new Set<Promise<void>>();
   #unlisten: (() => Promise<void>) | undefined;
@@ -461,7 +469,9 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       unique: letter.unique.slice(),
       data: letter.data.slice(),
     });
-    this.#removes.push(letter.handle);
+    // Removed in the same transaction as the dead letter is added.
+    this.#keyed.delete(letter.handle);
+    this.#keyedRemoves.push(letter.handle);
   }
 
   deadLetters(): DeadLetter[] {
@@ -490,10 +500,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
 
   #scheduleLazy(): void {
     if (this.#lazyTimer !== undefined || this.#lazyFlushing || this.#closed !== undefined) return;
+    const pause = Math.max(LAZY_FLUSH_MS, this.#failedAt + RETRY_PAUSE_MS - Date.now());
     this.#lazyTimer = setTimeout(() => {
       this.#lazyTimer = undefined;
       void this.#flushLazy();
-    }, LAZY_FLUSH_MS);
+    }, pause);
   }
 
   /** Write the buffered ends, retry counts and releases (one transaction, no WAL flush wait). */
@@ -518,8 +529,14 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
         return Promise.all(q).then(() => this.#notifyIn(tx, notify));
       });
     } catch (err) {
+      // Nothing was written: keep it all for the next try.
+      this.#removes.unshift(...removes);
+      this.#retryIds.unshift(...retryIds);
+      this.#retryValues.unshift(...retryValues);
+      this.#releases.unshift(...releases);
+      this.#failedAt = Date.now();
       this.#log.warn(
-        "Recording {count} finished or released job(s) in {store} failed: {error}; they may run again",
+        "Recording {count} finished or released job(s) in {store} failed: {error}; retrying",
         {
           count: removes.length + releases.length,
           store: this.description,
@@ -544,12 +561,15 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   ): Promise<unknown>[] {
     const q: Promise<unknown>[] = [];
     if (removes.length > 0) {
-      q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${removes}::int8[])`);
+      q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${removes}::int8[])`.execute());
     }
     if (retryIds.length > 0) {
-      q.push(tx`
+      q.push(
+        tx`
         UPDATE gearman_jobs j SET retries = v.r
-        FROM unnest(${retryIds}::int8[], ${retryValues}::int4[]) AS v(id, r) WHERE j.id = v.id`);
+        FROM unnest(${retryIds}::int8[], ${retryValues}::int4[]) AS v(id, r) WHERE j.id = v.id`
+          .execute(),
+      );
     }
     if (releases.length > 0) {
       q.push(
@@ -573,37 +593,34 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     const rows = this.#rows;
     const uniques = this.#uniques;
     const keyedRemoves = this.#keyedRemoves;
-    this.#keyedRemoves = [];
-    const removes = this.#removes;
-    const retryIds = this.#retryIds;
-    const retryValues = this.#retryValues;
-    const releases = this.#releases;
     const dead = this.#dead;
     const deadRemoves = this.#deadRemoves;
     const notify = this.#notify;
     this.#rows = new RowBatch();
     this.#uniques = [];
-    this.#removes = [];
-    this.#retryIds = [];
-    this.#retryValues = [];
-    this.#releases = [];
+    this.#keyedRemoves = [];
     this.#dead = [];
     this.#deadRemoves = [];
     this.#notify = new Set();
     const handles: number[] = [];
-    // Unique submits wait for the commits before them: one of those may end
-    // the job holding the same id (on another connection, so not ordered).
-    const before = uniques.length > 0 && this.#durableInFlight.size > 0
-      ? Promise.all([...this.#durableInFlight])
-      : undefined;
-    const done = (before ?? Promise.resolve()).then(() =>
+    // Commits run on several connections at once, so they are not ordered.
+    // Unique submits and ends of unique jobs wait for the commits before
+    // them (one may end, or add, the job holding that id); so does anything
+    // after a failure (a short pause instead of a busy retry loop).
+    const waits: Promise<unknown>[] = [];
+    if ((uniques.length > 0 || keyedRemoves.length > 0) && this.#durableInFlight.size > 0) {
+      waits.push(...this.#durableInFlight);
+    }
+    const pause = this.#failedAt + RETRY_PAUSE_MS - Date.now();
+    if (pause > 0) waits.push(new Promise((r) => setTimeout(r, pause)));
+    const done = Promise.all(waits).then(() =>
       this.#sql.begin(async (tx) => {
+        // postgres.js runs a query when it is awaited (or executed): start
+        // each now, so they run in this order. Ends of unique jobs first, so
+        // a new submit with that id in this batch makes a new job.
         const q: Promise<unknown>[] = [];
-        // Ended jobs with a unique id first, so a new submit with that id in
-        // this batch makes a new job. Then adds, before the other removes: a
-        // job added and cancelled in one batch ends up removed.
         if (keyedRemoves.length > 0) {
-          q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${keyedRemoves}::int8[])`);
+          q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${keyedRemoves}::int8[])`.execute());
         }
         if (rows.length > 0) q.push(rows.insert(tx));
         for (const u of uniques) {
@@ -611,15 +628,16 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
           notify.add(u.job.function);
         }
         for (const d of dead) {
-          q.push(tx`
-          INSERT INTO gearman_dead (handle, function, uniq, data, priority, retries, failed_at, reason)
-          VALUES (${d.handle}, ${d.function}, ${d.unique}, ${d.data}, ${d.priority}, ${d.retries},
-            ${d.failedAt}, ${d.reason})`);
+          q.push(
+            tx`
+            INSERT INTO gearman_dead (handle, function, uniq, data, priority, retries, failed_at, reason)
+            VALUES (${d.handle}, ${d.function}, ${d.unique}, ${d.data}, ${d.priority}, ${d.retries},
+              ${d.failedAt}, ${d.reason})`.execute(),
+          );
         }
         if (deadRemoves.length > 0) {
-          q.push(tx`DELETE FROM gearman_dead WHERE id = ANY(${deadRemoves}::int8[])`);
+          q.push(tx`DELETE FROM gearman_dead WHERE id = ANY(${deadRemoves}::int8[])`.execute());
         }
-        q.push(...this.#lazyWrites(tx, removes, retryIds, retryValues, releases, notify));
         await Promise.all(q);
         await this.#notifyIn(tx, notify);
       })
@@ -634,6 +652,12 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
         if (dead.length > 0) void this.#loadDead().then((d) => this.#deadCache = d, () => {});
       },
       (err) => {
+        this.#failedAt = Date.now();
+        // Nothing was written. The adds' clients are told (no JOB_CREATED);
+        // ends and dead letters are kept for the next commit.
+        this.#keyedRemoves.unshift(...keyedRemoves);
+        this.#dead.unshift(...dead);
+        this.#deadRemoves.unshift(...deadRemoves);
         const e = new StoreError(
           `Cannot commit to job store ${this.description}: ${(err as Error).message}`,
           { cause: err },
@@ -654,6 +678,8 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     clearTimeout(this.#lazyTimer);
     try {
       if (this.pending) await this.commit();
+      // Commits and claims in flight land first, so the release below covers them.
+      await Promise.all([...this.#durableInFlight, ...this.#claimsInFlight]);
       while (this.#lazyFlushing) await new Promise((r) => setTimeout(r, 5));
       this.#lazyFlushing = false;
       await this.#flushLazy();
@@ -738,7 +764,16 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     });
   }
 
-  async claim(fn: string, limit: number): Promise<StoredJob[]> {
+  claim(fn: string, limit: number): Promise<StoredJob[]> {
+    const claimed = this.#claim(fn, limit);
+    // close() waits for claims in flight, then gives back all this server holds.
+    const settled = claimed.then(() => {}, () => {});
+    this.#claimsInFlight.add(settled);
+    void settled.then(() => this.#claimsInFlight.delete(settled));
+    return claimed;
+  }
+
+  async #claim(fn: string, limit: number): Promise<StoredJob[]> {
     const me = this.serverId;
     const rows = await this.#fast`
       UPDATE gearman_jobs j SET owner = ${me}
@@ -759,7 +794,10 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   }
 
   release(handles: number[]): void {
-    for (const h of handles) this.#releases.push(h);
+    for (const h of handles) {
+      this.#releases.push(h);
+      this.#keyed.delete(h);
+    }
     this.#scheduleLazy();
   }
 
@@ -850,6 +888,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
         );
         await this.#notifyFunctions(freed.map((r) => r.function as string));
       }
+      await this.#freeOrphans();
       if (Date.now() - this.#figuresWanted < FIGURES_WANTED_MS) {
         await this.refreshFigures();
         this.#deadCache = await this.#loadDead();
@@ -863,6 +902,29 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     } finally {
       this.#ticking = false;
     }
+  }
+
+  /**
+   * Jobs held by a server id with no row (its claim or commit landed after
+   * it left): freed when seen at two heartbeats in a row, so a server that
+   * has just joined (its row not yet visible) is never taken for one.
+   */
+  async #freeOrphans(): Promise<void> {
+    const rows = await this.#fast`
+      SELECT DISTINCT owner FROM gearman_jobs j
+      WHERE owner IS NOT NULL AND NOT EXISTS (SELECT 1 FROM gearman_servers s WHERE s.id = j.owner)`;
+    const seen = new Set(rows.map((r) => r.owner as number));
+    const confirmed = [...seen].filter((o) => this.#orphanOwners.has(o));
+    this.#orphanOwners = seen;
+    if (confirmed.length === 0) return;
+    const freed = await this.#fast`
+      UPDATE gearman_jobs SET owner = NULL WHERE owner = ANY(${confirmed}::int8[]) RETURNING function`;
+    if (freed.length === 0) return;
+    this.#log.warn(
+      "Took back {count} job(s) held by server(s) {servers}, which left the cluster; they run again",
+      { count: freed.length, servers: confirmed.join(", ") },
+    );
+    await this.#notifyFunctions(freed.map((r) => r.function as string));
   }
 
   async #notifyFunctions(fns: string[]): Promise<void> {
