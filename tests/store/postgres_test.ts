@@ -619,6 +619,41 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "postgres: a commit with more job data than one statement takes (3 x 20 MiB) is split, and every job comes back whole",
+  ignore,
+  async fn() {
+    const url = await freshDatabase();
+    const store = await PostgresJobStore.open(url, { name: "big" });
+    try {
+      const sizes = [20, 21, 22].map((m) => m * 1024 * 1024);
+      for (const [i, size] of sizes.entries()) {
+        const data = new Uint8Array(size).fill(97 + i);
+        store.enqueue({
+          handle: store.nextHandle(),
+          seq: 0,
+          function: "big",
+          unique: new Uint8Array(0),
+          data,
+          priority: 1,
+          runAt: 0,
+          cron: "",
+          retries: 0,
+        });
+      }
+      await store.commit();
+      const rows = await store.claim("big", 10);
+      assert.deepEqual(rows.map((r) => r.data.length), sizes);
+      for (const [i, r] of rows.entries()) {
+        assert.ok(r.data.every((b) => b === 97 + i), `job ${i} came back with other bytes`);
+      }
+    } finally {
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres: stop the test database",
   ignore,
   async fn() {

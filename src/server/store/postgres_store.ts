@@ -58,6 +58,8 @@ export interface PostgresStoreOptions {
 const CHANNEL = "gearman_jobs";
 /** Handles a server takes from the sequence at once (its INCREMENT BY). */
 const HANDLE_BLOCK = 65536;
+/** Bytes of job data per INSERT statement (a commit may have several). */
+const ROW_BATCH_BYTES = 32 * 1024 * 1024;
 /** After a failed write, wait this long before the next try. */
 const RETRY_PAUSE_MS = 500;
 /** Ends of jobs, retry counts and releases are written at most this often (they need no ack). */
@@ -134,6 +136,11 @@ class RowBatch {
 
   get length(): number {
     return this.ids.length;
+  }
+
+  /** Bytes of unique ids, keys, data and reducers so far. */
+  get bytes(): number {
+    return this.#size;
   }
 
   add(j: StoredJob, owner: number): void {
@@ -277,6 +284,8 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   readonly #leaseMs: number;
   readonly #log = getLogger(["gearman", "store"]);
   #rows = new RowBatch();
+  /** Batches that reached ROW_BATCH_BYTES, waiting for the commit with #rows. */
+  #fullRows: RowBatch[] = [];
   #uniques: UniqueSubmit[] = [];
   #removes: number[] = [];
   /** Ends of jobs with a unique id: committed at once, not lazily. */
@@ -443,8 +452,20 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
 
   /** A job this server holds (it keeps it in memory and runs it). */
   add(job: StoredJob): void {
-    this.#rows.add(job, this.serverId);
+    this.#addRow(job, this.serverId);
     if (coalescingKey(job.unique, job.data) !== undefined) this.#keyed.add(job.handle);
+  }
+
+  /**
+   * Buffer a row; a batch is closed at ROW_BATCH_BYTES, since each goes to
+   * the database as one hex string (V8 strings stop at ~512M characters).
+   */
+  #addRow(job: StoredJob, owner: number): void {
+    this.#rows.add(job, owner);
+    if (this.#rows.bytes >= ROW_BATCH_BYTES) {
+      this.#fullRows.push(this.#rows);
+      this.#rows = new RowBatch();
+    }
   }
 
   remove(handle: number): void {
@@ -494,7 +515,8 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
    * every LAZY_FLUSH_MS (or with the next commit), in bigger batches.
    */
   get pending(): boolean {
-    return this.#rows.length > 0 || this.#uniques.length > 0 || this.#dead.length > 0 ||
+    return this.#rows.length > 0 || this.#fullRows.length > 0 || this.#uniques.length > 0 ||
+      this.#dead.length > 0 ||
       this.#deadRemoves.length > 0 || this.#keyedRemoves.length > 0;
   }
 
@@ -590,13 +612,14 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
 
   commit(): Promise<void> | void {
     if (!this.pending) return;
-    const rows = this.#rows;
+    const batches = [...this.#fullRows, this.#rows].filter((b) => b.length > 0);
     const uniques = this.#uniques;
     const keyedRemoves = this.#keyedRemoves;
     const dead = this.#dead;
     const deadRemoves = this.#deadRemoves;
     const notify = this.#notify;
     this.#rows = new RowBatch();
+    this.#fullRows = [];
     this.#uniques = [];
     this.#keyedRemoves = [];
     this.#dead = [];
@@ -622,7 +645,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
         if (keyedRemoves.length > 0) {
           q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${keyedRemoves}::int8[])`.execute());
         }
-        if (rows.length > 0) q.push(rows.insert(tx));
+        for (const b of batches) q.push(b.insert(tx));
         for (const u of uniques) {
           q.push(insertUnique(tx, u).then((h) => handles.push(h)));
           notify.add(u.job.function);
@@ -749,7 +772,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   }
 
   enqueue(job: StoredJob): void {
-    this.#rows.add(job, 0);
+    this.#addRow(job, 0);
     this.#notify.add(job.function);
   }
 
