@@ -11,7 +11,7 @@
 // equivalent, so there is no ratio to it: the 3-server rows are compared
 // with the 1-server rows.
 
-import type { LoadConfig, LoadResult, Progress } from "./_shared.ts";
+import { Histogram, type LoadConfig, type LoadResult, type Progress } from "./_shared.ts";
 import { postgresBin, startPostgres, type TempPostgres } from "../tests/_postgres.ts";
 import { PacketClient } from "../src/client/packet_client.ts";
 
@@ -49,23 +49,6 @@ const LOAD_SCRIPT = new URL("./load_process.ts", import.meta.url).pathname;
 const HOST = "127.0.0.1";
 const FN = "pgbench";
 const WAKES = 200;
-
-function percentile(pairs: [number, number][], q: number): number | undefined {
-  const total = pairs.reduce((n, [, c]) => n + c, 0);
-  if (total === 0) return undefined;
-  let seen = 0;
-  for (const [bucket, count] of pairs) {
-    seen += count;
-    if (seen >= total * q) return bucket === 0 ? 0.001 : Math.pow(1.02, bucket) / 1000;
-  }
-  return undefined;
-}
-
-function mergeHist(results: LoadResult[]): [number, number][] {
-  const m = new Map<number, number>();
-  for (const r of results) for (const [b, c] of r.hist) m.set(b, (m.get(b) ?? 0) + c);
-  return [...m].sort((a, b) => a[0] - b[0]);
-}
 
 async function startServers(
   deps: ClusterDeps,
@@ -150,14 +133,16 @@ async function submitPhase(
     const done = res.reduce((n, r) => n + r.count, 0);
     const t0 = Math.min(...res.map((r) => r.goAt));
     const t1 = Math.max(...res.map((r) => r.doneAt));
-    const hist = mergeHist(res);
+    const hist = new Histogram();
+    for (const r of res) hist.addPairs(r.hist);
+    const ms = (us: number | undefined) => us === undefined ? undefined : us / 1000;
     return {
       phase: "submit",
       servers: ports.length,
       jobs: done,
       rate: done / ((t1 - t0) / 1000),
-      ...optional("p50Ms", percentile(hist, 0.5)),
-      ...optional("p99Ms", percentile(hist, 0.99)),
+      ...optional("p50Ms", ms(hist.quantileUs(0.5))),
+      ...optional("p99Ms", ms(hist.quantileUs(0.99))),
       status: done === jobs ? "ok" : "error",
       ...(done === jobs ? {} : { message: `${done} of ${jobs} acknowledged` }),
     };

@@ -1310,18 +1310,7 @@ export class Dispatcher {
     const handle = SPILL_BASE + seq;
     if (f.spilled[priority] === 0) f.pagedUpTo[priority] = seq - 1;
     f.spilled[priority]!++;
-    this.store.add({
-      handle,
-      seq,
-      function: f.name,
-      unique: unique.slice(),
-      data: data.slice(),
-      priority,
-      runAt: 0,
-      cron: "",
-      retries: 0,
-      reducer: reducer ?? EMPTY,
-    });
+    this.store.add(detachedJob(handle, seq, f, priority, unique, data, 0, "", reducer));
     this.stats.submitted++;
     f.metrics.submitted[priority]!++;
     this.#cork(peer);
@@ -1383,21 +1372,10 @@ export class Dispatcher {
     if (cluster !== undefined) {
       // Into the shared queue, under a handle unique in the cluster.
       const handle = cluster.nextHandle();
-      const job: StoredJob = {
-        handle,
-        seq: handle,
-        function: f.name,
-        unique: unique.slice(),
-        data: data.slice(),
-        priority,
-        runAt: 0,
-        cron: "",
-        retries: 0,
-      };
+      const job = detachedJob(handle, handle, f, priority, unique, data, 0, "", undefined);
       this.stats.submitted++;
       f.metrics.submitted[priority]!++;
-      if (unique.length > 0) void cluster.enqueueUnique(job).catch(() => {});
-      else cluster.enqueue(job);
+      void cluster.enqueueUnique(job).catch(() => {}); // without a unique id: enqueue()
       this.#scheduleCommit();
       return 0;
     }
@@ -1521,19 +1499,7 @@ export class Dispatcher {
       this.writeHandle(peer.conn.out().begin(RES, T.JOB_CREATED), slot).end();
       return;
     }
-    const job: StoredJob = {
-      handle,
-      seq: handle,
-      function: f.name,
-      functionBytes: f.nameBytes,
-      unique: unique.slice(),
-      data: data.slice(),
-      priority,
-      runAt,
-      cron,
-      retries: 0,
-      reducer: reducer ?? EMPTY,
-    };
+    const job = detachedJob(handle, handle, f, priority, unique, data, runAt, cron, reducer);
     if (key === undefined) {
       cluster.enqueue(job);
       this.#cork(peer);
@@ -1802,4 +1768,34 @@ function uniqueKey(unique: Uint8Array, data: Uint8Array): string | undefined {
 function clusterHandleNumber(handle: Uint8Array): number {
   const colon = handle.lastIndexOf(58 /* : */);
   return colon < 0 ? -1 : parseDecimal(handle, colon + 1, handle.length);
+}
+
+/**
+ * A job for the store alone (kept in no slot): unique and data are copied,
+ * since the packet they came in is reused.
+ */
+function detachedJob(
+  handle: number,
+  seq: number,
+  f: FunctionEntry,
+  priority: number,
+  unique: Uint8Array,
+  data: Uint8Array,
+  runAt: number,
+  cron: string,
+  reducer: Uint8Array | undefined,
+): StoredJob {
+  return {
+    handle,
+    seq,
+    function: f.name,
+    functionBytes: f.nameBytes,
+    unique: unique.slice(),
+    data: data.slice(),
+    priority,
+    runAt,
+    cron,
+    retries: 0,
+    reducer: reducer ?? EMPTY, // already a copy (sliced when the packet was read)
+  };
 }

@@ -607,6 +607,8 @@ export class Server implements AsyncDisposable {
     let peer!: Peer;
     const admin = this.#admin;
     const access = "peerName" in conn ? this.#access?.(conn.peerName) : undefined;
+    // Unread output allowed: the usual backpressure slack, and one largest packet.
+    const maxBacklog = this.#maxOutboxBytes * 4 + this.#maxPacketSize;
     const connection: Connection = new Connection(conn, {
       packet: access === undefined
         ? (type, body, magic) => d.packet(peer, type, body, magic)
@@ -621,15 +623,14 @@ export class Server implements AsyncDisposable {
       text: true,
       maxPacketSize: this.#maxPacketSize,
       maxOutboxBytes: this.#maxOutboxBytes,
-      // Room for one largest packet on top of the usual backpressure slack.
-      maxBacklogBytes: this.#maxOutboxBytes * 4 + this.#maxPacketSize,
+      maxBacklogBytes: maxBacklog,
       onOverflow: (backlog) =>
         this.#logger.warn(
           "Closing connection from {remote}: {backlog} bytes of replies wait for it to read (limit {limit}); a client that never reads cannot hold server memory",
           {
             remote: connection.remote,
             backlog,
-            limit: this.#maxOutboxBytes * 4 + this.#maxPacketSize,
+            limit: maxBacklog,
           },
         ),
       onProtocolError: (err: ProtocolError) => {

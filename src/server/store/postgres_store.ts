@@ -604,9 +604,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     return q;
   }
 
-  async #notifyIn(tx: Tx, notify: Set<string>): Promise<void> {
-    if (notify.size > 0) {
-      await tx`SELECT pg_notify(${CHANNEL}, f) FROM unnest(${[...notify]}::text[]) AS f`;
+  /** NOTIFY the servers that jobs of these functions wait (in `sql`'s transaction, if one). */
+  async #notifyIn(sql: Tx | Sql, functions: Iterable<string>): Promise<void> {
+    const names = [...new Set(functions)];
+    if (names.length > 0) {
+      await sql`SELECT pg_notify(${CHANNEL}, f) FROM unnest(${names}::text[]) AS f`;
     }
   }
 
@@ -712,7 +714,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       const freed = await this.#sql`
         UPDATE gearman_jobs SET owner = NULL WHERE owner = ${this.serverId} RETURNING function`;
       await this.#sql`DELETE FROM gearman_servers WHERE id = ${this.serverId}`;
-      await this.#notifyFunctions(freed.map((r) => r.function as string));
+      await this.#notifyIn(this.#fast, freed.map((r) => r.function as string));
     } catch (err) {
       this.#log.error(
         "Closing job store {store} failed: {error}; jobs this server held go back to the cluster when its lease ends",
@@ -909,7 +911,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
           "Took back {count} job(s) held by cluster server(s) whose lease ended (no heartbeat for {lease} ms); they run again",
           { count: freed.length, lease: this.#leaseMs },
         );
-        await this.#notifyFunctions(freed.map((r) => r.function as string));
+        await this.#notifyIn(this.#fast, freed.map((r) => r.function as string));
       }
       await this.#freeOrphans();
       if (Date.now() - this.#figuresWanted < FIGURES_WANTED_MS) {
@@ -947,13 +949,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       "Took back {count} job(s) held by server(s) {servers}, which left the cluster; they run again",
       { count: freed.length, servers: confirmed.join(", ") },
     );
-    await this.#notifyFunctions(freed.map((r) => r.function as string));
-  }
-
-  async #notifyFunctions(fns: string[]): Promise<void> {
-    const unique = [...new Set(fns)];
-    if (unique.length === 0) return;
-    await this.#fast`SELECT pg_notify(${CHANNEL}, f) FROM unnest(${unique}::text[]) AS f`;
+    await this.#notifyIn(this.#fast, freed.map((r) => r.function as string));
   }
 
   async #loadDead(): Promise<DeadLetter[]> {
