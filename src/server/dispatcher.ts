@@ -365,7 +365,7 @@ export class Dispatcher {
     if (j === undefined) return false;
     const f = this.functionEntry(j.function);
     f.spilled[j.priority]!--;
-    this.#storeWrite(() => this.store.remove(j.handle));
+    this.#storeWrite(() => this.store.remove(j.handle, 0));
     return true;
   }
 
@@ -707,7 +707,9 @@ export class Dispatcher {
       return;
     }
     if (jobs.background[slot] === 1) {
-      this.#storeWrite(() => this.store.setRetries(jobs.handleNumber(slot), retries));
+      this.#storeWrite(() =>
+        this.store.setRetries(jobs.handleNumber(slot), retries, jobs.storeRef[slot]!)
+      );
     }
     peer.jobs.delete(slot);
     this.#clearJobTimer(slot);
@@ -864,7 +866,7 @@ export class Dispatcher {
       this.#runAt.delete(slot);
     }
     if (jobs.background[slot] === 1) {
-      this.#storeWrite(() => this.store.remove(jobs.handleNumber(slot)));
+      this.#storeWrite(() => this.store.remove(jobs.handleNumber(slot), jobs.storeRef[slot]!));
     }
     this.#cron.delete(slot);
     this.#forgetUnique(slot);
@@ -897,7 +899,9 @@ export class Dispatcher {
     this.#forgetUnique(slot);
     // Gone for good: out of the store now, and not requeued if its worker leaves.
     if (this.jobs.background[slot] === 1) {
-      this.#storeWrite(() => this.store.remove(this.jobs.handleNumber(slot)));
+      this.#storeWrite(() =>
+        this.store.remove(this.jobs.handleNumber(slot), this.jobs.storeRef[slot]!)
+      );
     }
     this.jobs.background[slot] = 0;
     this.#cancelled.add(slot);
@@ -1048,7 +1052,7 @@ export class Dispatcher {
         // clients leave, and makes it durable.
         if (background && jobs.background[existing] === 0) {
           jobs.background[existing] = 1;
-          this.#storeWrite(() => this.store.add(this.#stored(existing)));
+          this.#storeWrite(() => jobs.storeRef[existing] = this.store.add(this.#stored(existing)));
           if (this.store.durable) this.#cork(peer);
         } else if (!background) this.#addClient(existing, peer);
         if (jobs.state[existing] === JobState.PENDING) this.#cork(peer);
@@ -1099,7 +1103,7 @@ export class Dispatcher {
       // only once the store has committed it.
       jobs.state[slot] = JobState.PENDING;
       f.scheduled++;
-      this.store.add(this.#stored(slot));
+      jobs.storeRef[slot] = this.store.add(this.#stored(slot));
       this.#uncommitted.push(slot);
       this.#cork(peer);
       this.#scheduleCommit();
@@ -1285,6 +1289,7 @@ export class Dispatcher {
   #adopt(slot: number, f: FunctionEntry, j: StoredJob): void {
     const jobs = this.jobs;
     jobs.retries[slot] = Math.min(j.retries, 0xffff);
+    jobs.storeRef[slot] = j.ref ?? 0;
     if (j.unique.length > 0) {
       const key = uniqueKey(j.unique, j.data);
       if (key !== undefined && !f.uniques.has(key)) f.uniques.set(key, slot);
@@ -1386,7 +1391,7 @@ export class Dispatcher {
       const key = uniqueKey(unique, data);
       if (key !== undefined && !f.uniques.has(key)) f.uniques.set(key, slot);
     }
-    this.#storeWrite(() => this.store.add(this.#stored(slot)));
+    this.#storeWrite(() => this.jobs.storeRef[slot] = this.store.add(this.#stored(slot)));
     this.#release(slot);
     return slot;
   }
@@ -1493,7 +1498,7 @@ export class Dispatcher {
       if (reducer !== undefined) this.#reducers.set(slot, reducer);
       jobs.state[slot] = JobState.PENDING;
       f.scheduled++;
-      this.store.add(this.#stored(slot));
+      jobs.storeRef[slot] = this.store.add(this.#stored(slot));
       this.#uncommitted.push(slot);
       this.#cork(peer);
       this.writeHandle(peer.conn.out().begin(RES, T.JOB_CREATED), slot).end();

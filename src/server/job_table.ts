@@ -59,6 +59,8 @@ export class JobTable {
   retries: Uint16Array = new Uint16Array(0);
   /** When the job was queued, then when it was assigned (performance.now() ms). */
   stamp: Float64Array = new Float64Array(0);
+  /** Where a durable store keeps the job (what its `add` returned; 0: found by handle). */
+  storeRef: Float64Array = new Float64Array(0);
   #freeHead = 0;
   #unused = 1;
   /** Generation new slots start at: differs per boot, so old handles do not match new jobs. */
@@ -99,6 +101,7 @@ export class JobTable {
     this.worker = grow(this.worker, Uint32Array);
     this.retries = grow(this.retries, Uint16Array);
     this.stamp = grow(this.stamp, Float64Array);
+    this.storeRef = grow(this.storeRef, Float64Array);
     this.capacity = capacity;
   }
 
@@ -136,6 +139,7 @@ export class JobTable {
     this.client[slot] = 0;
     this.worker[slot] = 0;
     this.retries[slot] = 0;
+    this.storeRef[slot] = 0;
     return slot;
   }
 
@@ -188,6 +192,7 @@ export class JobTable {
     this.client[slot] = 0;
     this.worker[slot] = 0;
     this.retries[slot] = 0;
+    this.storeRef[slot] = 0;
     return slot;
   }
 

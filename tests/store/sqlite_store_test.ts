@@ -188,7 +188,7 @@ Deno.test("sqlite store: a version-1 file (index on seq) is upgraded on open and
     assert.ok(columns.includes("paged"), columns.join());
     assert.equal(
       (check.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
-      2,
+      3,
     );
     check.close();
   });
@@ -214,5 +214,100 @@ Deno.test("sqlite store: many removals in one commit (DELETE many rows at a time
     );
     assert.deepEqual(left, want);
     again.close();
+  });
+});
+
+/** Rows of a table, read with a separate connection after the store is closed. */
+function countRows(path: string, table: string): number {
+  const db = new DatabaseSync(path);
+  try {
+    return Number((db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n);
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("sqlite store: plain jobs go to the job log, one row per commit; ends, retries and refs survive a reopen", async () => {
+  await withStore((path) => {
+    const store = SqliteJobStore.open(path);
+    const refs = new Map<number, number>();
+    // Three commits of plain jobs, with a unique job and a spilled one among them.
+    for (let seq = 1; seq <= 300; seq++) {
+      const extra = seq === 50 ? { unique: enc.encode("u50") } : {};
+      const handle = seq === 60 ? SPILL_BASE + seq : 1000 + seq;
+      refs.set(seq, store.add(job(handle, seq, seq % 2 ? "odd" : "even", seq % 3, extra)));
+      if (seq % 100 === 0) store.commit();
+    }
+    assert.equal(refs.get(50), 0, "a job with a unique id goes to the jobs table");
+    assert.equal(refs.get(60), 0, "a job kept on disk goes to the jobs table");
+    assert.ok(refs.get(1)! > 0 && refs.get(1) !== refs.get(2));
+    // Added and ended in the same commit: never written.
+    const gone = store.add(job(5000, 301, "odd", 1));
+    store.remove(5000, gone);
+    // Ends by reference, and one without (found by a scan of the log).
+    for (let seq = 1; seq <= 100; seq++) {
+      store.remove(seq === 60 ? SPILL_BASE + seq : 1000 + seq, refs.get(seq)!);
+    }
+    store.remove(1000 + 150, undefined);
+    store.setRetries(1000 + 151, 2, refs.get(151)!);
+    store.setRetries(1000 + 152, 1); // no reference: a scan
+    store.commit();
+    assert.equal(store.findByHandle(1000 + 200)?.seq, 200, "a logged job is found by a scan");
+    assert.equal(store.findByHandle(1000 + 150), undefined);
+    store.close();
+    // The first commit's row had all its jobs end: deleted. Two rows remain.
+    assert.equal(countRows(path, "job_log"), 2);
+
+    const again = SqliteJobStore.open(path);
+    const loaded = [...again.loadHead(Number.MAX_SAFE_INTEGER)];
+    const want = Array.from({ length: 200 }, (_, i) => i + 101).filter((s) => s !== 150);
+    assert.deepEqual(loaded.map((j) => j.seq), want);
+    const bySeq = new Map(loaded.map((j) => [j.seq, j]));
+    assert.equal(bySeq.get(151)?.retries, 2);
+    assert.equal(bySeq.get(152)?.retries, 1);
+    assert.equal(bySeq.get(153)?.retries, 0);
+    assert.equal(new TextDecoder().decode(bySeq.get(222)!.data), "d222");
+    assert.equal(bySeq.get(222)!.function, "even");
+    assert.equal(bySeq.get(222)!.priority, 222 % 3);
+    // The references the load gives end jobs across a second reopen.
+    for (const j of loaded) if (j.seq > 150 && j.seq <= 250) again.remove(j.handle, j.ref);
+    again.commit();
+    again.close();
+    assert.equal(countRows(path, "job_log_retries"), 0, "ended jobs' retry counts are deleted");
+    const third = SqliteJobStore.open(path);
+    assert.deepEqual(
+      [...third.loadHead(Number.MAX_SAFE_INTEGER)].map((j) => j.seq),
+      want.filter((s) => s < 150 || s > 250),
+    );
+    third.close();
+  });
+});
+
+Deno.test("sqlite store: logged jobs past a start's memory limit move to the jobs table and are paged in", async () => {
+  await withStore((path) => {
+    const store = SqliteJobStore.open(path);
+    for (let seq = 1; seq <= 500; seq++) {
+      store.add(job(1000 + seq, seq, "f", 1));
+      if (seq % 64 === 0) store.commit();
+    }
+    store.commit();
+    store.close();
+    const again = SqliteJobStore.open(path);
+    const head = [...again.loadHead(120)];
+    assert.deepEqual(head.map((j) => j.seq), Array.from({ length: 120 }, (_, i) => i + 1));
+    assert.deepEqual(again.backlog(120), [{ function: "f", priority: 1, count: 380 }]);
+    assert.deepEqual(again.page("f", 1, 120, 5).map((j) => j.seq), [121, 122, 123, 124, 125]);
+    assert.equal(again.maxSeq(), 500);
+    // The head stays in the log: end it by reference.
+    for (const j of head) again.remove(j.handle, j.ref);
+    again.commit();
+    again.close();
+    assert.equal(countRows(path, "job_log"), 0);
+    const third = SqliteJobStore.open(path);
+    assert.deepEqual(
+      [...third.loadHead(Number.MAX_SAFE_INTEGER)].map((j) => j.seq),
+      Array.from({ length: 380 }, (_, i) => i + 121),
+    );
+    third.close();
   });
 });

@@ -48,6 +48,12 @@ export interface StoredJob {
   retries: number;
   /** SUBMIT_REDUCE_JOB's reducer (empty for other jobs). */
   reducer?: Uint8Array;
+  /**
+   * Where the store keeps it, set on jobs it loads: pass it back to
+   * {@link JobStore.remove} and {@link JobStore.setRetries} (as the
+   * number {@link JobStore.add} returns).
+   */
+  ref?: number;
 }
 
 /**
@@ -103,12 +109,21 @@ export interface JobStore {
   readonly boot: number;
   /** Jobs to replay at start, in submit order. */
   load(): Iterable<StoredJob>;
-  /** Buffer: a job was accepted. */
-  add(job: StoredJob): void;
-  /** Buffer: a job ended (completed, failed, cancelled). */
-  remove(handle: number): void;
-  /** Buffer: a job's retry count changed. */
-  setRetries(handle: number, retries: number): void;
+  /**
+   * Buffer: a job was accepted. Returns where the store keeps it (0 if the
+   * handle is enough): the server passes it back to {@link JobStore.remove}
+   * and {@link JobStore.setRetries}, so a store can append jobs without an
+   * index by handle.
+   */
+  add(job: StoredJob): number;
+  /**
+   * Buffer: a job ended (completed, failed, cancelled). `ref` is what
+   * {@link JobStore.add} returned, or the job's {@link StoredJob.ref} when it
+   * was loaded; without it a store may have to search for the job.
+   */
+  remove(handle: number, ref?: number): void;
+  /** Buffer: a job's retry count changed (`ref` as for {@link JobStore.remove}). */
+  setRetries(handle: number, retries: number, ref?: number): void;
   /** Buffer: a job ran out of retries; keep it as a dead letter (and remove it). */
   addDeadLetter(letter: Omit<DeadLetter, "id">): void;
   /** Dead letters, oldest first. */

@@ -38,9 +38,11 @@ export class MemoryJobStore implements JobStore {
   findByHandle(_handle: number): StoredJob | undefined {
     return undefined;
   }
-  add(_job: StoredJob): void {}
-  remove(_handle: number): void {}
-  setRetries(_handle: number, _retries: number): void {}
+  add(_job: StoredJob): number {
+    return 0;
+  }
+  remove(_handle: number, _ref?: number): void {}
+  setRetries(_handle: number, _retries: number, _ref?: number): void {}
 
   addDeadLetter(letter: Omit<DeadLetter, "id">): void {
     this.#dead.push({ ...letter, id: this.#nextDead++ });

@@ -450,10 +450,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     return 0;
   }
 
-  /** A job this server holds (it keeps it in memory and runs it). */
-  add(job: StoredJob): void {
+  /** A job this server holds (it keeps it in memory and runs it); found again by handle. */
+  add(job: StoredJob): number {
     this.#addRow(job, this.serverId);
     if (coalescingKey(job.unique, job.data) !== undefined) this.#keyed.add(job.handle);
+    return 0;
   }
 
   /**

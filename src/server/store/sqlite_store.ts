@@ -5,6 +5,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { DeadLetter, JobStore, StoredJob } from "./job_store.ts";
 import { SPILL_BASE } from "../job_table.ts";
+import { JOB_LOG_SCHEMA, SqliteJobLog } from "./sqlite_job_log.ts";
 
 /**
  * The store could not be opened or written: the message says why and what to do.
@@ -45,9 +46,11 @@ export interface SqliteStoreOptions {
  * jobs_queue holds only the jobs that may have to be paged in (see
  * {@link PAGEABLE}); jobs_timed indexes only the jobs with a run-at time.
  * Submit order is read from jobs_queue, queue by queue, merged with the
- * other jobs sorted by seq. A version-1 file is upgraded on open.
+ * other jobs sorted by seq. 3: plain jobs in memory go to the job log
+ * (one row per commit, see sqlite_job_log.ts). Older files are upgraded on
+ * open.
  */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /**
  * The jobs jobs_queue indexes: those kept only on disk, past the memory
@@ -87,7 +90,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   failed_at INTEGER NOT NULL,
   reason    TEXT    NOT NULL
 );
-`;
+${JOB_LOG_SCHEMA}`;
 
 /** Function names and uniques are byte strings; stored as BLOBs, byte for byte. */
 function toBlob(s: string): Uint8Array {
@@ -166,6 +169,7 @@ export class SqliteJobStore implements JobStore {
   #dead: Omit<DeadLetter, "id">[] = [];
   #closed = false;
   #pageStatement: StatementSync | undefined;
+  readonly #log: SqliteJobLog;
 
   private constructor(path: string, db: DatabaseSync, boot: number) {
     this.description = `sqlite:${path}`;
@@ -188,6 +192,7 @@ export class SqliteJobStore implements JobStore {
     this.#insertDead = db.prepare(
       "INSERT INTO dead_letters (handle, function, uniq, data, priority, retries, failed_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
+    this.#log = new SqliteJobLog(db);
   }
 
   /**
@@ -236,7 +241,7 @@ export class SqliteJobStore implements JobStore {
 
   get pending(): boolean {
     return this.#adds.size > 0 || this.#removes.length > 0 || this.#retryUpdates.size > 0 ||
-      this.#dead.length > 0;
+      this.#dead.length > 0 || this.#log.pending;
   }
 
   load(): Iterable<StoredJob> {
@@ -257,9 +262,9 @@ export class SqliteJobStore implements JobStore {
     const read = this.#db.prepare(
       `SELECT ${COLUMNS} FROM jobs WHERE function = ? AND priority = ? AND seq > ? AND ${PAGEABLE} ORDER BY seq LIMIT ?`,
     );
-    /** One sorted source of rows: `row` is its next one (undefined: done). */
+    /** One sorted source of jobs: `job` is its next one (undefined: done). */
     interface Cursor {
-      row: Record<string, unknown> | undefined;
+      job: StoredJob | undefined;
       seq: number;
       advance(): void;
     }
@@ -268,7 +273,7 @@ export class SqliteJobStore implements JobStore {
       let at = 0;
       let last = -1;
       const c: Cursor = {
-        row: undefined,
+        job: undefined,
         seq: 0,
         advance() {
           if (at >= rows.length) {
@@ -276,8 +281,22 @@ export class SqliteJobStore implements JobStore {
             else rows = read.all(fn, priority, last, chunk) as Record<string, unknown>[];
             at = 0;
           }
-          c.row = rows[at++];
-          if (c.row !== undefined) c.seq = last = Number(c.row.seq);
+          const row = rows[at++];
+          c.job = row === undefined ? undefined : toJob(row);
+          if (c.job !== undefined) c.seq = last = c.job.seq;
+        },
+      };
+      return c;
+    };
+    /** A source read from an iterator of jobs in seq order. */
+    const cursorOf = (it: Iterator<StoredJob>): Cursor => {
+      const c: Cursor = {
+        job: undefined,
+        seq: 0,
+        advance() {
+          const r = it.next();
+          c.job = r.done ? undefined : r.value;
+          if (c.job !== undefined) c.seq = c.job.seq;
         },
       };
       return c;
@@ -285,15 +304,10 @@ export class SqliteJobStore implements JobStore {
     const others = this.#db.prepare(
       `SELECT ${COLUMNS} FROM jobs WHERE NOT ${PAGEABLE} ORDER BY seq`,
     ).iterate()[Symbol.iterator]() as Iterator<Record<string, unknown>>;
-    const rest: Cursor = {
-      row: undefined,
-      seq: 0,
-      advance() {
-        const r = others.next();
-        rest.row = r.done ? undefined : r.value;
-        if (rest.row !== undefined) rest.seq = Number(rest.row.seq);
-      },
-    };
+    const rest = cursorOf((function* () {
+      for (let r = others.next(); !r.done; r = others.next()) yield toJob(r.value);
+    })());
+    const logged = this.#log.jobs();
     try {
       // A binary min-heap of the sources by the seq of their next row.
       const heap: Cursor[] = [];
@@ -311,16 +325,17 @@ export class SqliteJobStore implements JobStore {
           i = m;
         }
       };
-      for (const c of [rest, ...groups.map((g) => queue(g.fn, g.priority))]) {
+      const sources = [rest, cursorOf(logged), ...groups.map((g) => queue(g.fn, g.priority))];
+      for (const c of sources) {
         c.advance();
-        if (c.row !== undefined) heap.push(c);
+        if (c.job !== undefined) heap.push(c);
       }
       for (let i = (heap.length >> 1) - 1; i >= 0; i--) down(i);
       for (let n = 0; n < limit && heap.length > 0; n++) {
         const c = heap[0]!;
-        yield toJob(c.row!);
+        yield c.job!;
         c.advance();
-        if (c.row === undefined) {
+        if (c.job === undefined) {
           heap[0] = heap[heap.length - 1]!;
           heap.pop();
         }
@@ -328,6 +343,7 @@ export class SqliteJobStore implements JobStore {
       }
     } finally {
       others.return?.();
+      logged.return(undefined);
     }
   }
 
@@ -368,6 +384,13 @@ export class SqliteJobStore implements JobStore {
     try {
       db.prepare(`UPDATE jobs SET paged = 1 WHERE seq > ? AND run_at = 0 AND NOT ${PAGEABLE}`)
         .run(afterSeq);
+      // Logged jobs past the head go to the jobs table, where paging finds them.
+      const keep = db.prepare(
+        `INSERT OR REPLACE INTO jobs (${COLUMNS}, paged) VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, x'', 1)`,
+      );
+      this.#log.moveAfter(afterSeq, (j) => {
+        keep.run(j.handle, j.seq, toBlob(j.function), EMPTY_BLOB, j.data, j.priority, j.retries);
+      });
       db.exec("COMMIT");
     } catch (err) {
       try {
@@ -452,21 +475,31 @@ export class SqliteJobStore implements JobStore {
     ) {
       max = Math.max(max, Number((db.prepare(sql).get() as { m: number | null }).m ?? 0));
     }
-    return max;
+    return Math.max(max, this.#log.maxSeq());
   }
 
+  /**
+   * A job by handle. Jobs in the log (those the server holds in memory) are
+   * found by a scan: the server asks only for jobs kept on disk.
+   */
   findByHandle(handle: number): StoredJob | undefined {
+    const added = this.#adds.get(handle);
+    if (added !== undefined) return added;
     const row = this.#db.prepare(`SELECT ${COLUMNS} FROM jobs WHERE handle = ?`).get(handle) as
       | Record<string, unknown>
       | undefined;
-    return row ? toJob(row) : undefined;
+    return row ? toJob(row) : this.#log.find(handle);
   }
 
-  add(job: StoredJob): void {
+  /** Plain jobs go to the log (the reference names its place there); others to the jobs table (0). */
+  add(job: StoredJob): number {
+    if (SqliteJobLog.takes(job)) return this.#log.add(job);
     this.#adds.set(job.handle, job);
+    return 0;
   }
 
-  remove(handle: number): void {
+  remove(handle: number, ref?: number): void {
+    if (this.#log.remove(handle, ref ?? this.#refOf(handle))) return;
     // Added and removed in the same turn: never written at all.
     if (this.#adds.delete(handle)) {
       this.#retryUpdates.delete(handle);
@@ -476,7 +509,13 @@ export class SqliteJobStore implements JobStore {
     this.#removes.push(handle);
   }
 
-  setRetries(handle: number, retries: number): void {
+  /** A job's place in the log when the caller did not say (a scan; 0 if it is not there). */
+  #refOf(handle: number): number {
+    return this.#adds.has(handle) ? 0 : this.#log.refOf(handle);
+  }
+
+  setRetries(handle: number, retries: number, ref?: number): void {
+    if (this.#log.setRetries(handle, retries, ref ?? this.#refOf(handle))) return;
     const added = this.#adds.get(handle);
     if (added) added.retries = retries;
     else this.#retryUpdates.set(handle, retries);
@@ -522,6 +561,7 @@ export class SqliteJobStore implements JobStore {
     const db = this.#db;
     db.exec("BEGIN");
     try {
+      this.#log.write();
       // Plain jobs: many rows per INSERT, six values bound per row. The
       // order rows go in does not matter (seq orders them; #adds holds a
       // handle once).
@@ -576,7 +616,9 @@ export class SqliteJobStore implements JobStore {
       }
       for (; r < removes.length; r++) this.#delete.run(removes[r]!);
       db.exec("COMMIT");
+      this.#log.committed();
     } catch (err) {
+      this.#log.failed();
       try {
         db.exec("ROLLBACK");
       } catch { /* the transaction is already gone */ }
