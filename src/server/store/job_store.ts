@@ -144,7 +144,12 @@ export interface JobStore {
    * (committed jobs only: commit first).
    */
   page(fn: string, priority: number, afterSeq: number, limit: number): StoredJob[];
-  /** A stored job by function and unique key (for `-`, the data), if any. */
+  /**
+   * A stored job by function and unique key (for `-`, the data), if any.
+   * The server asks only about jobs it does not hold in memory (it finds
+   * those itself), so a store may leave those out: the SQLite store's job
+   * log, which holds only jobs in memory, has no index by unique id.
+   */
   findByUnique(fn: string, unique: Uint8Array, data: Uint8Array): StoredJob | undefined;
   /** The highest sequence number stored (0 when empty). */
   maxSeq(): number;

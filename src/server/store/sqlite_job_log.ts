@@ -1,5 +1,5 @@
 // The append-only part of the SQLite store: plain background jobs (no
-// unique id, run-at time, cron or reducer; nearly all of them) are written
+// run-at time, cron or reducer; nearly all of them) are written
 // as one row per commit holding all of that commit's jobs in one blob,
 // instead of a table row per job. An append of one row is about a third of
 // the cost of inserting the same jobs as rows (no b-tree insert per job).
@@ -8,7 +8,10 @@
 //
 // Only jobs the server holds in memory are in the log (a job kept only on
 // disk, past the memory limit, goes to the jobs table, which has the
-// indexes paging needs), so the log is read once, at start, in order. The
+// indexes paging needs), so the log is read once, at start, in order, and
+// needs no index: the server finds a logged job's unique id in its own
+// memory (libgearman clients, PHP's among them, give every background job
+// a unique id, so these must be as cheap as the others). The
 // server finds a log job again by the reference add() returned: the log
 // row and the job's place in it.
 
@@ -35,8 +38,12 @@ const ROW_SPAN = 8192;
 const MAX_ROW_JOBS = 4096;
 /** A row takes no more jobs once its payload reaches this many bytes. */
 const MAX_ROW_BYTES = 16 * 1024 * 1024;
-/** Fixed bytes per job in a row: place u16, handle f64, seq f64, priority u8, retries u16, name length u32, data length u32. */
-const JOB_HEADER = 2 + 8 + 8 + 1 + 2 + 4 + 4;
+/**
+ * Fixed bytes per job in a row: place u16, handle f64, seq f64, priority
+ * u8, retries u16, then the lengths (u32) of the name, unique id and data,
+ * each before its bytes.
+ */
+const JOB_HEADER = 2 + 8 + 8 + 1 + 2 + 4 + 4 + 4;
 
 /** A committed log row, as the server tracks it. */
 interface LogRow {
@@ -117,7 +124,7 @@ export class SqliteJobLog {
 
   /** Whether a job goes in the log (else the store's jobs table). */
   static takes(j: StoredJob): boolean {
-    return j.handle < SPILL_BASE && j.unique.length === 0 && j.runAt === 0 && j.cron === "" &&
+    return j.handle < SPILL_BASE && j.runAt === 0 && j.cron === "" &&
       (j.reducer === undefined || j.reducer.length === 0);
   }
 
@@ -137,7 +144,7 @@ export class SqliteJobLog {
   /** Buffer a job ({@link takes} must hold); returns its reference. */
   add(job: StoredJob): number {
     let row = this.#pending[this.#pending.length - 1];
-    const bytes = JOB_HEADER + job.function.length + job.data.length;
+    const bytes = JOB_HEADER + job.function.length + job.unique.length + job.data.length;
     if (row === undefined || row.jobs.length >= MAX_ROW_JOBS || row.bytes >= MAX_ROW_BYTES) {
       row = { id: this.#nextId++, jobs: [], bytes: 0 };
       this.#pending.push(row);
@@ -237,7 +244,7 @@ export class SqliteJobLog {
     let lastSeq = 0;
     for (const j of jobs) {
       if (j === undefined) continue;
-      size += JOB_HEADER + j.function.length + j.data.length;
+      size += JOB_HEADER + j.function.length + j.unique.length + j.data.length;
       if (firstSeq === 0) firstSeq = j.seq;
       lastSeq = j.seq;
     }
@@ -269,6 +276,9 @@ export class SqliteJobLog {
       if (j.functionBytes !== undefined) buf.set(j.functionBytes, at);
       else for (let k = 0; k < name.length; k++) buf[at + k] = name.charCodeAt(k);
       at += name.length;
+      view.setUint32(at, j.unique.length, true);
+      buf.set(j.unique, at + 4);
+      at += 4 + j.unique.length;
       view.setUint32(at, j.data.length, true);
       at += 4;
       buf.set(j.data, at);
@@ -366,6 +376,9 @@ export class SqliteJobLog {
       at += 25;
       const name = latin1.decode(blob.subarray(at, at + nameLength));
       at += nameLength;
+      const uniqueLength = view.getUint32(at, true);
+      const unique = blob.subarray(at + 4, at + 4 + uniqueLength);
+      at += 4 + uniqueLength;
       const dataLength = view.getUint32(at, true);
       at += 4;
       const data = blob.subarray(at, at + dataLength);
@@ -375,7 +388,7 @@ export class SqliteJobLog {
         handle,
         seq,
         function: name,
-        unique: new Uint8Array(0),
+        unique,
         data,
         priority,
         runAt: 0,

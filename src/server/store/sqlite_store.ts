@@ -446,6 +446,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   findByUnique(fn: string, unique: Uint8Array, data: Uint8Array): StoredJob | undefined {
+    // The jobs table only: jobs in the log are all in the server's memory.
     const dash = unique.length === 1 && unique[0] === 45;
     // Not committed yet: look in what this turn buffered.
     for (const j of this.#adds.values()) {
