@@ -105,6 +105,10 @@ export class ServerConnection {
 
   async #connect(): Promise<Connection> {
     const { hostname, port, label } = this.address;
+    // A connection that is closing (flushing, or its close not yet reported)
+    // hands its requests back first: until it has, a request written on a
+    // new connection would be taken back with them and sent twice.
+    if (this.#runs.size > 0) await Promise.all(this.#runs);
     let tcp: Deno.TcpConn | Deno.TlsConn;
     // Settled: the attempt won or lost the race; a connection that comes
     // after is closed at once.

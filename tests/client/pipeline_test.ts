@@ -188,3 +188,102 @@ Deno.test("client pipeline: maxInFlight must be a positive integer", () => {
     assert.throws(() => new Client({ maxInFlight: bad }), TypeError);
   }
 });
+
+/** Read packets (12-byte header + body) from a socket until it closes, calling `each` with type and body. */
+async function readPackets(
+  conn: Deno.Conn,
+  each: (type: number, body: Uint8Array) => void,
+): Promise<void> {
+  let buf = new Uint8Array(0);
+  const chunk = new Uint8Array(64 * 1024);
+  for (;;) {
+    let n: number | null;
+    try {
+      n = await conn.read(chunk);
+    } catch {
+      return;
+    }
+    if (n === null) return;
+    const next = new Uint8Array(buf.length + n);
+    next.set(buf);
+    next.set(chunk.subarray(0, n), buf.length);
+    buf = next;
+    while (buf.length >= 12) {
+      const view = new DataView(buf.buffer, buf.byteOffset);
+      const size = view.getUint32(8);
+      if (buf.length < 12 + size) break;
+      each(view.getUint32(4), buf.slice(12, 12 + size));
+      buf = buf.subarray(12 + size);
+    }
+  }
+}
+
+Deno.test("client pipeline: a submit made while a broken connection is still closing is sent once, on the next connection", async () => {
+  // The first connection breaks (the server sends garbage) while the client
+  // still has a large submit to flush to it (the server stopped reading), so
+  // it takes a while to close. A submit made meanwhile opens a second
+  // connection; when the first finally closes, the client takes back the
+  // requests written on it (to fail them or send them elsewhere), and the
+  // new submit, written on the second connection, must not be among them.
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const seen: string[] = [];
+  let firstBroken!: () => void;
+  const broken = new Promise<void>((r) => (firstBroken = r));
+  const done: Promise<void>[] = [];
+  const serving = (async () => {
+    let n = 0;
+    for await (const conn of listener) {
+      const index = n++;
+      if (index === 0) {
+        done.push((async () => {
+          // Read the start of the big submit, then stop reading and send garbage.
+          await conn.read(new Uint8Array(1024));
+          await conn.write(new TextEncoder().encode("\0BAD\0\0\0\0\0\0\0\0"));
+          firstBroken();
+          await new Promise((r) => setTimeout(r, 3000));
+          conn.close();
+        })());
+        continue;
+      }
+      let handle = 0;
+      done.push(
+        readPackets(conn, (type, body) => {
+          if (type === T.OPTION_REQ) {
+            void conn.write(buildPacket(Magic.RES, T.OPTION_RES, body)).catch(() => {});
+          }
+          if (type !== T.SUBMIT_JOB_BG) return;
+          const fields = new TextDecoder("latin1").decode(body.subarray(0, 64)).split("\0");
+          seen.push(fields[1]!);
+          void conn.write(buildPacket(Magic.RES, T.JOB_CREATED, `H:fake:${++handle}`)).catch(
+            () => {},
+          );
+        }).finally(() => conn.close()),
+      );
+    }
+  })();
+  try {
+    const client = new Client({ servers: [`${HOST}:${listener.addr.port}`] });
+    try {
+      const big = client.submit("f", new Uint8Array(32 * 1024 * 1024), {
+        background: true,
+        unique: "big",
+      });
+      await within("the first connection to break", 10_000, broken);
+      await new Promise((r) => setTimeout(r, 200));
+      const small = client.submit("f", "small", { background: true, unique: "small" });
+      // The big one was lost with the first connection: with one server, a
+      // submit whose connection broke before JOB_CREATED fails (it may have
+      // been queued), it is not sent to that server again.
+      await assert.rejects(big.handle, /reached|Lost|connect/);
+      assert.match(await within("the small job's handle", 20_000, small.handle), /^H:fake:/);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(seen, ["small"], "only the small job reached the second connection, once");
+    } finally {
+      await client.close();
+    }
+  } finally {
+    listener.close();
+    await serving.catch(() => {});
+    await Promise.all(done);
+  }
+});
