@@ -223,6 +223,7 @@ export class AdminClient implements AsyncDisposable {
         hostname,
         port,
         ...(options.tls ? { tls: options.tls } : {}),
+        timeoutMs: options.timeoutMs ?? 5000,
       });
     } catch (err) {
       throw new ConnectionError(

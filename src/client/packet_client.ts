@@ -5,6 +5,7 @@
  * @module
  */
 
+import { loopTimeout } from "./loop_timeout.ts";
 import { type ClientTlsOptions, connectTlsOptions } from "./tls_options.ts";
 import { Magic, type Packet, splitArgs } from "../protocol/packet.ts";
 import { type PacketTypeName, packetTypeName } from "../protocol/packet_type.ts";
@@ -36,6 +37,11 @@ export interface PacketClientOptions {
   port?: number;
   /** Connect with TLS: CAs to trust besides the system's, and an optional client certificate. */
   tls?: ClientTlsOptions;
+  /**
+   * Longest wait for the connection (and its TLS handshake), in ms of
+   * event-loop time; none if unset.
+   */
+  timeoutMs?: number;
 }
 
 /**
@@ -122,24 +128,49 @@ export class PacketClient implements AsyncDisposable {
    * @throws {Deno.errors.ConnectionRefused} When nothing listens there.
    */
   static async connect(options: PacketClientOptions = {}): Promise<PacketClient> {
-    const { hostname = "127.0.0.1", port = 4730, tls } = options;
-    if (tls) {
-      const conn = await Deno.connectTls({
-        hostname,
-        port,
-        ...connectTlsOptions(tls),
-      });
-      try {
-        await conn.handshake();
-      } catch (err) {
-        conn.close();
-        throw err;
+    const { hostname = "127.0.0.1", port = 4730, tls, timeoutMs } = options;
+    let socket: Deno.Conn | undefined;
+    let timedOut = false;
+    const attempt = (async (): Promise<PacketClient> => {
+      if (tls) {
+        const conn = await Deno.connectTls({ hostname, port, ...connectTlsOptions(tls) });
+        socket = conn;
+        try {
+          if (timedOut) throw new Error("timed out");
+          await conn.handshake();
+        } catch (err) {
+          try {
+            conn.close();
+          } catch { /* closed by the timeout */ }
+          throw err;
+        }
+        return new PacketClient(conn);
       }
+      const conn = await Deno.connect({ hostname, port });
+      if (timedOut) {
+        conn.close();
+        throw new Error("timed out");
+      }
+      conn.setNoDelay(true);
       return new PacketClient(conn);
+    })();
+    if (timeoutMs === undefined) return await attempt;
+    let cancel: (() => void) | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      cancel = loopTimeout(timeoutMs, () => {
+        timedOut = true;
+        try {
+          socket?.close(); // ends a handshake in progress
+        } catch { /* closed already */ }
+        reject(new Error(`no answer in ${timeoutMs} ms${tls ? " (TLS handshake)" : ""}`));
+      });
+    });
+    attempt.catch(() => {}); // lost the race: its error is not news
+    try {
+      return await Promise.race([attempt, timeout]);
+    } finally {
+      cancel?.();
     }
-    const conn = await Deno.connect({ hostname, port });
-    conn.setNoDelay(true);
-    return new PacketClient(conn);
   }
 
   #push(item: Item): void {

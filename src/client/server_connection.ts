@@ -158,8 +158,22 @@ export class ServerConnection {
     }
     if ("setNoDelay" in tcp) tcp.setNoDelay(true);
     if (this.#options.tls) {
+      let cancelHandshakeTimeout: (() => void) | undefined;
       try {
-        await (tcp as Deno.TlsConn).handshake();
+        // A server that takes the TCP connection but never answers the TLS
+        // handshake (not TLS, or stuck) must not hold the connect forever.
+        await Promise.race([
+          (tcp as Deno.TlsConn).handshake(),
+          new Promise<never>((_, reject) => {
+            cancelHandshakeTimeout = loopTimeout(
+              this.#options.connectTimeoutMs,
+              () =>
+                reject(
+                  new Error(`no TLS handshake in ${this.#options.connectTimeoutMs} ms`),
+                ),
+            );
+          }),
+        ]).finally(() => cancelHandshakeTimeout?.());
       } catch (err) {
         tcp.close();
         this.#failures++;

@@ -103,3 +103,43 @@ Deno.test({
     }
   },
 });
+
+Deno.test("tls: a server that takes the TCP connection and never answers the handshake fails the Client's and AdminClient's connect in bounded time", async () => {
+  // A plain TCP listener that accepts and then says nothing.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of listener) held.push(c);
+  })();
+  try {
+    const client = new Client({
+      servers: [`127.0.0.1:${listener.addr.port}`],
+      tls: {},
+      connectTimeoutMs: 300,
+    });
+    try {
+      const started = Date.now();
+      await assert.rejects(client.echo("x"), (err: unknown) => {
+        assert.ok(err instanceof ConnectionError, String(err));
+        assert.match(err.message, /no TLS handshake in 300 ms/);
+        return true;
+      });
+      // Generous: the point is that it ends at all (it used to wait forever).
+      assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+      await assert.rejects(
+        AdminClient.connect(`127.0.0.1:${listener.addr.port}`, { tls: {}, timeoutMs: 300 }),
+        (err: unknown) => {
+          assert.ok(err instanceof ConnectionError, String(err));
+          assert.match(err.message, /no answer in 300 ms \(TLS handshake\)/);
+          return true;
+        },
+      );
+    } finally {
+      await client.close();
+    }
+  } finally {
+    listener.close();
+    await accepting.catch(() => {});
+    for (const c of held) c.close();
+  }
+});
