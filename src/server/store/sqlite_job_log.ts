@@ -38,6 +38,8 @@ const ROW_SPAN = 8192;
 const MAX_ROW_JOBS = 4096;
 /** A row takes no more jobs once its payload reaches this many bytes. */
 const MAX_ROW_BYTES = 16 * 1024 * 1024;
+/** Largest encoding buffer kept between commits. */
+const KEEP_BUFFER_BYTES = 4 * 1024 * 1024;
 /**
  * Fixed bytes per job in a row: place u16, handle f64, seq f64, priority
  * u8, retries u16, then the lengths (u32) of the name, unique id and data,
@@ -288,6 +290,11 @@ export class SqliteJobLog {
       "INSERT INTO job_log (id, count, first_seq, last_seq, jobs) VALUES (?, ?, ?, ?, ?)",
     );
     this.#insert.run(row.id, jobs.length, firstSeq, lastSeq, buf.subarray(0, at));
+    if (buf.length > KEEP_BUFFER_BYTES) {
+      // A commit of big jobs: do not keep its buffer for good.
+      this.#buffer = new Uint8Array(64 * 1024);
+      this.#view = new DataView(this.#buffer.buffer);
+    }
     if (skipped) {
       this.#setBits ??= this.#db.prepare(
         "INSERT OR REPLACE INTO job_log_done (id, bits) VALUES (?, ?)",
