@@ -312,3 +312,28 @@ Deno.test("sqlite store: logged jobs past a start's memory limit move to the job
     third.close();
   });
 });
+
+Deno.test("sqlite store: one commit of many jobs or big jobs is split over several log rows, read back byte for byte", async () => {
+  await withStore((path) => {
+    const store = SqliteJobStore.open(path);
+    const big = (seq: number): Uint8Array => {
+      const b = new Uint8Array(10 * 1024 * 1024);
+      for (let i = 0; i < b.length; i += 4099) b[i] = (seq * 31 + i) & 0xff;
+      return b;
+    };
+    // 5,000 small jobs (more than one row takes) and three 10 MiB ones (more bytes than one row takes).
+    for (let seq = 1; seq <= 5000; seq++) store.add(job(1000 + seq, seq, "small", 1));
+    for (let seq = 5001; seq <= 5003; seq++) {
+      store.add(job(1000 + seq, seq, "big", 1, { data: big(seq) }));
+    }
+    store.commit();
+    store.close();
+    assert.ok(countRows(path, "job_log") >= 3, "split over several rows");
+    const again = SqliteJobStore.open(path);
+    const loaded = [...again.loadHead(Number.MAX_SAFE_INTEGER)];
+    assert.deepEqual(loaded.map((j) => j.seq), Array.from({ length: 5003 }, (_, i) => i + 1));
+    for (const j of loaded.slice(5000)) assert.deepEqual(j.data, big(j.seq));
+    assert.equal(new TextDecoder().decode(loaded[4999]!.data), "d5000");
+    again.close();
+  });
+});
