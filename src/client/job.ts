@@ -104,14 +104,56 @@ export class Job implements AsyncIterable<JobUpdate> {
   readonly unique: string | undefined;
   /** Whether it was submitted as a background job. */
   readonly background: boolean;
-  readonly #handle: PromiseWithResolvers<string> = Promise.withResolvers();
-  readonly #result: PromiseWithResolvers<JobResult> = Promise.withResolvers();
-  readonly #updates: JobUpdate[] = [];
+  // Promises, update lists and waiters are made when first asked for: a
+  // client may hold hundreds of thousands of jobs waiting to be sent.
+  #handle: PromiseWithResolvers<string> | undefined;
+  #result: PromiseWithResolvers<JobResult> | undefined;
+  #updates: JobUpdate[] | undefined;
   #ended = false;
   #failed = false;
   #error: unknown;
-  #waiters: (() => void)[] = [];
+  #waiters: (() => void)[] | undefined;
   #handleValue: string | undefined;
+  #resultValue: JobResult | undefined;
+  /** The hooks a client drives a job with: one small object per job, no closures. */
+  static #Hooks: new (job: Job) => JobControl;
+  static {
+    Job.#Hooks = class implements JobControl {
+      readonly #job: Job;
+      constructor(job: Job) {
+        this.#job = job;
+      }
+      created(handle: string): void {
+        const job = this.#job;
+        job.#handleValue = handle;
+        job.#handle?.resolve(handle);
+      }
+      update(u: JobUpdate): void {
+        const job = this.#job;
+        if (job.#ended) return;
+        (job.#updates ??= []).push(u);
+        job.#signal();
+      }
+      complete(r: JobResult): void {
+        const job = this.#job;
+        if (job.#ended) return;
+        job.#ended = true;
+        job.#resultValue = r;
+        job.#result?.resolve(r);
+        job.#signal();
+      }
+      fail(err: unknown): void {
+        const job = this.#job;
+        if (job.#ended) return;
+        job.#ended = true;
+        job.#failed = true;
+        job.#error = err;
+        job.#handle?.reject(err);
+        job.#result?.reject(err);
+        job.#signal();
+      }
+    };
+  }
 
   /**
    * Made by {@link Client.submit}; not constructed directly.
@@ -130,45 +172,25 @@ export class Job implements AsyncIterable<JobUpdate> {
     this.function = fn;
     this.unique = unique;
     this.background = background;
-    // Unobserved rejections are the caller's choice, not a crash.
-    this.#handle.promise.catch(() => {});
-    this.#result.promise.catch(() => {});
-    bind({
-      created: (handle) => {
-        this.#handleValue = handle;
-        this.#handle.resolve(handle);
-      },
-      update: (u) => {
-        if (this.#ended) return;
-        this.#updates.push(u);
-        this.#signal();
-      },
-      complete: (r) => {
-        if (this.#ended) return;
-        this.#ended = true;
-        this.#result.resolve(r);
-        this.#signal();
-      },
-      fail: (err) => {
-        if (this.#ended) return;
-        this.#ended = true;
-        this.#failed = true;
-        this.#error = err;
-        this.#handle.reject(err);
-        this.#result.reject(err);
-        this.#signal();
-      },
-    });
+    bind(new Job.#Hooks(this));
   }
 
   #signal(): void {
     const waiters = this.#waiters;
-    this.#waiters = [];
+    if (waiters === undefined) return;
+    this.#waiters = undefined;
     for (const w of waiters) w();
   }
 
   /** Resolves with the handle once the server has accepted the job. */
   get handle(): Promise<string> {
+    if (this.#handle === undefined) {
+      const h = this.#handle = Promise.withResolvers();
+      // Unobserved rejections are the caller's choice, not a crash.
+      h.promise.catch(() => {});
+      if (this.#handleValue !== undefined) h.resolve(this.#handleValue);
+      else if (this.#failed) h.reject(this.#error);
+    }
     return this.#handle.promise;
   }
 
@@ -179,6 +201,12 @@ export class Job implements AsyncIterable<JobUpdate> {
 
   /** Resolves with the result (WORK_COMPLETE), or rejects with why the job did not complete. */
   get result(): Promise<JobResult> {
+    if (this.#result === undefined) {
+      const r = this.#result = Promise.withResolvers();
+      r.promise.catch(() => {});
+      if (this.#resultValue !== undefined) r.resolve(this.#resultValue);
+      else if (this.#failed) r.reject(this.#error);
+    }
     return this.#result.promise;
   }
 
@@ -196,12 +224,14 @@ export class Job implements AsyncIterable<JobUpdate> {
   async *[Symbol.asyncIterator](): AsyncIterator<JobUpdate> {
     let next = 0;
     for (;;) {
-      while (next < this.#updates.length) yield this.#updates[next++]!;
+      while (this.#updates !== undefined && next < this.#updates.length) {
+        yield this.#updates[next++]!;
+      }
       if (this.#ended) {
         if (this.#failed) throw this.#error;
         return;
       }
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      await new Promise<void>((resolve) => (this.#waiters ??= []).push(resolve));
     }
   }
 }
