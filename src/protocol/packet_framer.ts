@@ -13,10 +13,16 @@ import { fromUtf8 } from "./_bytes.ts";
 export const DEFAULT_MAX_PACKET_SIZE: number = 64 * 1024 * 1024;
 /** Default longest admin text line accepted: 64 KiB. */
 export const DEFAULT_MAX_LINE_LENGTH: number = 64 * 1024;
-/** A new framer's buffer: small, so idle connections cost little. */
-const DEFAULT_BUFFER_SIZE = 4 * 1024;
-/** Reads start at this size and double, up to MAX_READ_SPACE, while they come back full. */
-const MIN_READ_SPACE = 4 * 1024;
+/**
+ * A new framer's buffer: small, so idle connections cost little (10,000
+ * idle connections hold 5 MiB of buffers, not 40).
+ */
+const DEFAULT_BUFFER_SIZE = 512;
+/**
+ * Reads start at this size and double, up to MAX_READ_SPACE, while they
+ * come back full: a busy connection reaches 4 KiB in four reads.
+ */
+const MIN_READ_SPACE = 512;
 const MAX_READ_SPACE = 256 * 1024;
 
 /**

@@ -8,7 +8,8 @@
 import { HEADER_SIZE, type Magic } from "./packet.ts";
 import { utf8Into } from "./_bytes.ts";
 
-const INITIAL_SIZE = 1024;
+/** A new writer's buffer: small (it grows), since every connection has two. */
+const INITIAL_SIZE = 256;
 
 /**
  * Writes packets into one growable buffer. A packet is opened with
