@@ -1561,7 +1561,7 @@ Run ${m.date} with \`deno run -A bench/main.ts${opts.argv.length ? " " + opts.ar
   } of all cores (other load on the machine) |
 
 ${table}
-${summary ? `\n${summary.split("\n").map((l) => `- ${l}`).join("\n")}\n` : ""}
+${summary ? `\n${summary}\n` : ""}
 ${END}`;
 }
 
@@ -1804,7 +1804,12 @@ async function main(): Promise<number> {
     "(Debian's, default settings, fsync on), background submits and a drain spread over the " +
     "servers, and the time from a submit on one server to the NOOP a sleeping worker on " +
     "another gets.\n\n" + clusterTable(clusterRows);
-  const summary = [drainSummary(rows), clusterSection].filter((x) => x !== "").join("\n\n");
+  // The drain ratios as a list; the cluster section (a heading and a table) as it is.
+  const drains = drainSummary(rows);
+  const summary = [
+    drains === "" ? "" : drains.split("\n").map((l) => `- ${l}`).join("\n"),
+    clusterSection,
+  ].filter((x) => x !== "").join("\n\n");
   console.log(`\n${table}\n${summary ? `\n${summary}\n` : ""}`);
   console.log(`total ${totalS.toFixed(1)} s`);
   if (opts.json) {
