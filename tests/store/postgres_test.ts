@@ -9,6 +9,7 @@ import {
   connect,
   expectPacket,
   grab,
+  grabOne,
   type PacketClient,
   sync,
   waitFor,
@@ -653,6 +654,181 @@ Deno.test({
   },
 });
 
+/**
+ * A TCP proxy to PostgreSQL that can stall: while frozen it reads nothing
+ * from either side, so queries and answers wait in the sockets' buffers
+ * with the connections open, as on a half-open or black-holed network path.
+ */
+class StallingProxy implements AsyncDisposable {
+  readonly #listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
+  readonly #conns: Deno.Conn[] = [];
+  readonly #pipes: Promise<void>[] = [];
+  #gate: PromiseWithResolvers<void> | undefined;
+  readonly #accepting: Promise<void>;
+
+  constructor(targetPort: number) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#listener = listener;
+    this.#accepting = (async () => {
+      for await (const inbound of listener) {
+        const outbound = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+        this.#conns.push(inbound, outbound);
+        this.#pipes.push(this.#pipe(inbound, outbound), this.#pipe(outbound, inbound));
+      }
+    })().catch(() => {});
+  }
+
+  get port(): number {
+    return this.#listener.addr.port;
+  }
+
+  freeze(): void {
+    this.#gate ??= Promise.withResolvers();
+  }
+
+  thaw(): void {
+    this.#gate?.resolve();
+    this.#gate = undefined;
+  }
+
+  /** Resolves once the proxy is not frozen. */
+  async #passable(): Promise<void> {
+    for (let gate = this.#gate; gate !== undefined; gate = this.#gate) await gate.promise;
+  }
+
+  async #pipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        await this.#passable();
+        const n = await from.read(buf);
+        if (n === null) break;
+        await this.#passable();
+        let off = 0;
+        while (off < n) off += await to.write(buf.subarray(off, n));
+      }
+    } catch { /* closed */ }
+    try {
+      to.close();
+    } catch { /* closed already */ }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.thaw();
+    this.#listener.close();
+    for (const c of this.#conns) {
+      try {
+        c.close();
+      } catch { /* closed already */ }
+    }
+    await this.#accepting;
+    await Promise.all(this.#pipes);
+  }
+}
+
+Deno.test({
+  name:
+    "postgres: a database that stops answering (connections open, nothing comes back) fails submits within the lease, not when TCP gives up; the server recovers when it answers again",
+  ignore,
+  async fn() {
+    const url = new URL(await freshDatabase());
+    await using proxy = new StallingProxy(Number(url.port));
+    url.port = String(proxy.port);
+    await using cluster = new Cluster(url.toString());
+    const [s] = await cluster.start(1, ["--cluster-lease", "2"]);
+    const c1 = await cluster.connect(s!);
+    const [before] = await submitBackground(c1, "stall", ["before"]);
+
+    proxy.freeze();
+    const started = Date.now();
+    c1.send("SUBMIT_JOB_BG", "stall", "", "during");
+    // No JOB_CREATED: the connection is closed once the commit has had no
+    // answer for the lease (2 s), far from TCP's many minutes.
+    const ended = await (async () => {
+      for (;;) {
+        const p = await c1.receive(30_000).catch((e: Error) => e);
+        if (p instanceof Error) return p;
+        assert.notEqual(
+          p.name,
+          "JOB_CREATED",
+          "a job was acknowledged while nothing was committed",
+        );
+      }
+    })();
+    assert.ok(Date.now() - started < 25_000, `closed after ${Date.now() - started} ms`);
+    assert.match(ended.message, /closed|ended|EOF/i, ended.message);
+    assert.match(s!.stderr, /did not answer a commit in 2000 ms/);
+
+    proxy.thaw();
+    // Back: new submits are acknowledged again (the pool's stalled
+    // connections got their answers, or were replaced).
+    const c2 = await cluster.connect(s!);
+    let after: string | undefined;
+    await waitFor("a submit to be acknowledged again", async () => {
+      c2.send("SUBMIT_JOB_BG", "stall", "", "after");
+      const p = await c2.receive(5000).catch(() => undefined);
+      if (p?.name !== "JOB_CREATED") return false;
+      after = new TextDecoder().decode(p.args[0] as Uint8Array);
+      return true;
+    }, 30_000);
+    // Both acknowledged jobs run, once each; the unacknowledged one may run
+    // too (its commit may have landed late), but not twice.
+    const w = await cluster.worker(s!, "stall");
+    const ran: string[] = [];
+    await waitFor("the acknowledged jobs to run", async () => {
+      const job = await grab(w, 1000);
+      if (job !== undefined) {
+        ran.push(job.data);
+        w.send("WORK_COMPLETE", job.handle, "");
+      }
+      return ran.includes("before") && ran.filter((d) => d === "after").length >= 1;
+    }, 30_000);
+    for (;;) {
+      const job = await grab(w, 1500);
+      if (job === undefined) break;
+      ran.push(job.data);
+      w.send("WORK_COMPLETE", job.handle, "");
+    }
+    assert.ok(before !== undefined && after !== undefined);
+    assert.equal(ran.filter((d) => d === "before").length, 1, ran.join());
+    assert.ok(ran.filter((d) => d === "during").length <= 1, ran.join());
+  },
+});
+
+Deno.test({
+  name:
+    "postgres: a foreground job a background submit made durable (same unique id) is stored under a cluster handle, survives its server's SIGKILL and runs on another server",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2);
+    // A worker on A that takes the job and never finishes it.
+    const wa = await c.worker(a!, "convert");
+    const fg = await c.connect(a!);
+    fg.send("SUBMIT_JOB", "convert", "same-id", "payload");
+    const [fgHandle] = await expectPacket(fg, "JOB_CREATED", 10_000);
+    const bg = await c.connect(a!);
+    bg.send("SUBMIT_JOB_BG", "convert", "same-id", "payload");
+    const [bgHandle] = await expectPacket(bg, "JOB_CREATED", 10_000);
+    assert.equal(bgHandle, fgHandle, "the background submit coalesced onto the foreground job");
+    const job = await grabOne(wa);
+    assert.equal(job.unique, "same-id");
+    // Stored (acknowledged means durable) under a handle no other server gives.
+    await waitFor("the job's row", async () => await c.rows() === 1, 5000);
+    assert.equal(await c.rows(`id >= ${2 ** 52} AND owner IS NOT NULL`), 1);
+    // A dies with the job in its worker's hands; B's worker runs it.
+    await a!.kill("SIGKILL");
+    const wb = await c.worker(b!, "convert");
+    const ran: string[] = [];
+    const loop = runWorker(wb, (d) => ran.push(d));
+    await waitFor("B's worker to run the job", () => ran.length === 1, 15_000);
+    loop.stop();
+    assert.deepEqual(ran, ["payload"]);
+    await waitFor("the queue to empty", async () => await c.rows() === 0, 5000);
+  },
+});
+
+// Last in the file: the tests above share one PostgreSQL.
 Deno.test({
   name: "postgres: stop the test database",
   ignore,

@@ -214,6 +214,36 @@ interface UniqueSubmit {
 }
 
 /** Say what went wrong opening the database and what to do about it. */
+/**
+ * `p`, or a rejection once `ms` pass without it settling: a database that
+ * stopped answering (stopped, or cut off with the connection half-open)
+ * must not hold acknowledgements, claims or the heartbeat until TCP gives
+ * up, which takes many minutes. `late` runs if `p` succeeds after that.
+ */
+function answerWithin<T>(
+  p: Promise<T>,
+  ms: number,
+  what: string,
+  late?: (value: T) => void,
+): Promise<T> {
+  let timedOut = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      reject(
+        new Error(
+          `PostgreSQL did not answer ${what} in ${ms} ms (the lease); is the database stopped or unreachable?`,
+        ),
+      );
+    }, ms);
+  });
+  p.then((v) => {
+    if (timedOut) late?.(v);
+  }, () => {});
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
 function openError(description: string, err: unknown): StoreError {
   const e = err as { code?: string; message?: string };
   const code = e.code ?? "";
@@ -450,11 +480,26 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     return 0;
   }
 
-  /** A job this server holds (it keeps it in memory and runs it); found again by handle. */
+  /**
+   * A job this server holds (it keeps it in memory and runs it). A job
+   * with a handle of this server alone (a foreground job a background
+   * submit made durable) is stored under a cluster handle, since another
+   * server may give the same slot handle: that row id is returned, for
+   * {@link remove} and {@link setRetries}. Others are found by handle (0).
+   */
   add(job: StoredJob): number {
+    let ref = 0;
+    if (job.handle < SPILL_BASE) {
+      try {
+        ref = this.nextHandle();
+        job = { ...job, handle: ref };
+      } catch {
+        // No handle block yet (rare): under its own handle, as before.
+      }
+    }
     this.#addRow(job, this.serverId);
     if (coalescingKey(job.unique, job.data) !== undefined) this.#keyed.add(job.handle);
-    return 0;
+    return ref;
   }
 
   /**
@@ -469,7 +514,8 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     }
   }
 
-  remove(handle: number): void {
+  remove(handle: number, ref?: number): void {
+    if (ref !== undefined && ref > 0) handle = ref;
     if (this.#keyed.delete(handle)) {
       // Its unique id must be free for the next submit at once: with the next commit.
       this.#keyedRemoves.push(handle);
@@ -479,7 +525,8 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     this.#scheduleLazy();
   }
 
-  setRetries(handle: number, retries: number): void {
+  setRetries(handle: number, retries: number, ref?: number): void {
+    if (ref !== undefined && ref > 0) handle = ref;
     this.#retryIds.push(handle);
     this.#retryValues.push(retries);
     this.#scheduleLazy();
@@ -547,10 +594,15 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       // A job cancelled while its add commits: the add must land first.
       if (this.#durableInFlight.size > 0) await Promise.all([...this.#durableInFlight]);
       const notify = new Set<string>();
-      await this.#fast.begin((tx) => {
-        const q = this.#lazyWrites(tx, removes, retryIds, retryValues, releases, notify);
-        return Promise.all(q).then(() => this.#notifyIn(tx, notify));
-      });
+      // Everything in it is safe to write twice (after a timeout, it is).
+      await answerWithin(
+        this.#fast.begin((tx) => {
+          const q = this.#lazyWrites(tx, removes, retryIds, retryValues, releases, notify);
+          return Promise.all(q).then(() => this.#notifyIn(tx, notify));
+        }),
+        this.#leaseMs,
+        "the ends of finished jobs",
+      );
     } catch (err) {
       // Nothing was written: keep it all for the next try.
       this.#removes.unshift(...removes);
@@ -639,34 +691,48 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     }
     const pause = this.#failedAt + RETRY_PAUSE_MS - Date.now();
     if (pause > 0) waits.push(new Promise((r) => setTimeout(r, pause)));
+    const held: number[] = [];
+    for (const b of batches) {
+      for (let i = 0; i < b.length; i++) if (b.owner[i] === this.serverId) held.push(b.ids[i]!);
+    }
     const done = Promise.all(waits).then(() =>
-      this.#sql.begin(async (tx) => {
-        // postgres.js runs a query when it is awaited (or executed): start
-        // each now, so they run in this order. Ends of unique jobs first, so
-        // a new submit with that id in this batch makes a new job.
-        const q: Promise<unknown>[] = [];
-        if (keyedRemoves.length > 0) {
-          q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${keyedRemoves}::int8[])`.execute());
-        }
-        for (const b of batches) q.push(b.insert(tx));
-        for (const u of uniques) {
-          q.push(insertUnique(tx, u).then((h) => handles.push(h)));
-          notify.add(u.job.function);
-        }
-        for (const d of dead) {
-          q.push(
-            tx`
+      answerWithin(
+        this.#sql.begin(async (tx) => {
+          // postgres.js runs a query when it is awaited (or executed): start
+          // each now, so they run in this order. Ends of unique jobs first, so
+          // a new submit with that id in this batch makes a new job.
+          const q: Promise<unknown>[] = [];
+          if (keyedRemoves.length > 0) {
+            q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${keyedRemoves}::int8[])`.execute());
+          }
+          for (const b of batches) q.push(b.insert(tx));
+          for (const u of uniques) {
+            q.push(insertUnique(tx, u).then((h) => handles.push(h)));
+            notify.add(u.job.function);
+          }
+          for (const d of dead) {
+            q.push(
+              tx`
             INSERT INTO gearman_dead (handle, function, uniq, data, priority, retries, failed_at, reason)
             VALUES (${d.handle}, ${d.function}, ${d.unique}, ${d.data}, ${d.priority}, ${d.retries},
               ${d.failedAt}, ${d.reason})`.execute(),
-          );
-        }
-        if (deadRemoves.length > 0) {
-          q.push(tx`DELETE FROM gearman_dead WHERE id = ANY(${deadRemoves}::int8[])`.execute());
-        }
-        await Promise.all(q);
-        await this.#notifyIn(tx, notify);
-      })
+            );
+          }
+          if (deadRemoves.length > 0) {
+            q.push(tx`DELETE FROM gearman_dead WHERE id = ANY(${deadRemoves}::int8[])`.execute());
+          }
+          await Promise.all(q);
+          await this.#notifyIn(tx, notify);
+        }),
+        this.#leaseMs,
+        "a commit",
+        // It landed after all, after its clients were told it failed: the
+        // jobs this server was to hold are not in its memory, so they go
+        // back to the cluster's queue (they run: at-least-once).
+        () => {
+          if (held.length > 0) this.release(held);
+        },
+      )
     );
     // Lazy flushes wait for it: a job must be added before it is removed.
     const settled = done.then(() => {}, () => {});
@@ -791,7 +857,13 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   }
 
   claim(fn: string, limit: number): Promise<StoredJob[]> {
-    const claimed = this.#claim(fn, limit);
+    // A claim that lands after its timeout gives its jobs back.
+    const claimed = answerWithin(
+      this.#claim(fn, limit),
+      this.#leaseMs,
+      "a claim",
+      (jobs) => this.release(jobs.map((j) => j.handle)),
+    );
     // close() waits for claims in flight, then gives back all this server holds.
     const settled = claimed.then(() => {}, () => {});
     this.#claimsInFlight.add(settled);
@@ -828,7 +900,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   }
 
   async lookup(handle: number): Promise<"unknown" | "queued" | "held"> {
-    const [row] = await this.#fast`SELECT owner FROM gearman_jobs WHERE id = ${handle}`;
+    const [row] = await answerWithin(
+      this.#fast`SELECT owner FROM gearman_jobs WHERE id = ${handle}`.execute(),
+      this.#leaseMs,
+      "a status lookup",
+    );
     if (row === undefined) return "unknown";
     return row.owner === null ? "queued" : "held";
   }
@@ -837,8 +913,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     unique: Uint8Array,
   ): Promise<{ handle: number; held: boolean } | undefined> {
     if (unique.length === 0) return undefined;
-    const [row] = await this.#fast`
-      SELECT id, owner FROM gearman_jobs WHERE ukey = ${unique} LIMIT 1`;
+    const [row] = await answerWithin(
+      this.#fast`SELECT id, owner FROM gearman_jobs WHERE ukey = ${unique} LIMIT 1`.execute(),
+      this.#leaseMs,
+      "a status lookup",
+    );
     return row === undefined ? undefined : { handle: row.id as number, held: row.owner !== null };
   }
 
@@ -885,40 +964,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     if (this.#ticking || this.#closed !== undefined) return;
     this.#ticking = true;
     try {
-      const me = this.serverId;
-      const sentAt = Date.now();
-      const beat = await this.#fast`
-        UPDATE gearman_servers SET heartbeat = now() WHERE id = ${me} RETURNING id`;
-      if (beat.length === 0) {
-        this.#log.error(
-          "This server's lease in the cluster ended (no heartbeat for {lease} ms: paused, overloaded, or cut off from the database): other servers took the jobs it held; joining again",
-          { lease: this.#leaseMs },
-        );
-        // Forget what it held before claiming again under a new heartbeat.
-        this.onLeaseLost?.();
-        await this.#fast`INSERT INTO gearman_servers (id, name) VALUES (${me}, ${this.#name})`;
-      }
-      this.#lastBeat = sentAt;
-      const freed = await this.#fast`
-        WITH dead AS (
-          DELETE FROM gearman_servers
-          WHERE heartbeat < now() - ${this.#leaseMs} * interval '1 millisecond' RETURNING id, name
-        )
-        UPDATE gearman_jobs SET owner = NULL
-        WHERE owner IN (SELECT id FROM dead)
-        RETURNING function, owner`;
-      if (freed.length > 0) {
-        this.#log.warn(
-          "Took back {count} job(s) held by cluster server(s) whose lease ended (no heartbeat for {lease} ms); they run again",
-          { count: freed.length, lease: this.#leaseMs },
-        );
-        await this.#notifyIn(this.#fast, freed.map((r) => r.function as string));
-      }
-      await this.#freeOrphans();
-      if (Date.now() - this.#figuresWanted < FIGURES_WANTED_MS) {
-        await this.refreshFigures();
-        this.#deadCache = await this.#loadDead();
-      }
+      await answerWithin(this.#beat(), this.#leaseMs, "the heartbeat");
     } catch (err) {
       if (this.#closed === undefined) {
         this.#log.warn("Cluster heartbeat failed: {error}; retrying", {
@@ -927,6 +973,43 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       }
     } finally {
       this.#ticking = false;
+    }
+  }
+
+  async #beat(): Promise<void> {
+    const me = this.serverId;
+    const sentAt = Date.now();
+    const beat = await this.#fast`
+      UPDATE gearman_servers SET heartbeat = now() WHERE id = ${me} RETURNING id`;
+    if (beat.length === 0) {
+      this.#log.error(
+        "This server's lease in the cluster ended (no heartbeat for {lease} ms: paused, overloaded, or cut off from the database): other servers took the jobs it held; joining again",
+        { lease: this.#leaseMs },
+      );
+      // Forget what it held before claiming again under a new heartbeat.
+      this.onLeaseLost?.();
+      await this.#fast`INSERT INTO gearman_servers (id, name) VALUES (${me}, ${this.#name})`;
+    }
+    this.#lastBeat = sentAt;
+    const freed = await this.#fast`
+      WITH dead AS (
+        DELETE FROM gearman_servers
+        WHERE heartbeat < now() - ${this.#leaseMs} * interval '1 millisecond' RETURNING id, name
+      )
+      UPDATE gearman_jobs SET owner = NULL
+      WHERE owner IN (SELECT id FROM dead)
+      RETURNING function, owner`;
+    if (freed.length > 0) {
+      this.#log.warn(
+        "Took back {count} job(s) held by cluster server(s) whose lease ended (no heartbeat for {lease} ms); they run again",
+        { count: freed.length, lease: this.#leaseMs },
+      );
+      await this.#notifyIn(this.#fast, freed.map((r) => r.function as string));
+    }
+    await this.#freeOrphans();
+    if (Date.now() - this.#figuresWanted < FIGURES_WANTED_MS) {
+      await this.refreshFigures();
+      this.#deadCache = await this.#loadDead();
     }
   }
 
