@@ -11,6 +11,7 @@ import { serve } from "../../server.ts";
 import { AdminError } from "../../client.ts";
 import { runServer, ServerProcess } from "./_process.ts";
 import { Scope } from "./_scope.ts";
+import { assertSucceeded, requirePeer, run } from "../interop/_harness.ts";
 import {
   type Assigned,
   closeAll,
@@ -1003,4 +1004,67 @@ Deno.test("store: ServerProcess helper reports a server that fails to start", as
     ServerProcess.start({ args: ["--port", "bogus"] }),
     (err: Error) => err.name === "ServerStartError" && /exited with code 2/.test(err.message),
   );
+});
+
+// ------------------------------------------------------- real clients
+
+const HAVE_PHP = requirePeer("php-gearman", [
+  "php",
+  "-r",
+  "exit(class_exists('GearmanClient') ? 0 : 1);",
+]);
+const HAVE_GEARMAN_CLI = requirePeer("gearman tools", ["gearman", "-H"]);
+
+Deno.test({
+  name:
+    "store: background jobs from PHP's GearmanClient and the gearman CLI (libgearman gives each a UUID unique id) survive kill -9 and run once each",
+  ignore: !HAVE_PHP || !HAVE_GEARMAN_CLI,
+  async fn() {
+    await using s = await Scope.create();
+    const s1 = await s.start();
+    const php = await run("php", [
+      "-r",
+      `$c = new GearmanClient(); $c->addServer("127.0.0.1", ${s1.port});
+       for ($i = 0; $i < 300; $i++) {
+         $c->doBackground("from_peers", "php-$i");
+         if ($c->returnCode() != GEARMAN_SUCCESS) { fwrite(STDERR, "failed at $i\\n"); exit(1); }
+       }`,
+    ], { timeoutMs: 60_000 });
+    assertSucceeded(php, "php doBackground loop");
+    for (let i = 0; i < 5; i++) {
+      const cli = await run(
+        "gearman",
+        ["-h", "127.0.0.1", "-p", String(s1.port), "-b", "-f", "from_peers", `cli-${i}`],
+        { timeoutMs: 30_000 },
+      );
+      assertSucceeded(cli, "gearman -b");
+    }
+    // Every submit was acknowledged, hence committed: kill at once.
+    await s1.kill("SIGKILL");
+
+    const s2 = await s.start();
+    const w = await s.worker(s2, "from_peers");
+    const got: Assigned[] = [];
+    for (let job = await grab(w); job !== undefined; job = await grab(w)) {
+      got.push(job);
+      w.send("WORK_COMPLETE", job.handle, "");
+    }
+    const want = [
+      ...Array.from({ length: 300 }, (_, i) => `php-${i}`),
+      ...Array.from({ length: 5 }, (_, i) => `cli-${i}`),
+    ];
+    assert.deepEqual(got.map((j) => j.data), want, "each job once, in submit order");
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+    assert.ok(
+      got.every((j) => uuid.test(j.unique)),
+      "replayed with the unique ids they were given",
+    );
+    assert.equal(new Set(got.map((j) => j.unique)).size, got.length);
+    await sync(w);
+    // All done: nothing comes back after another restart.
+    await s2.kill("SIGKILL");
+    const s3 = await s.start();
+    const w3 = await s.worker(s3, "from_peers");
+    assert.equal(await grab(w3), undefined);
+  },
 });
