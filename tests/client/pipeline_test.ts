@@ -92,35 +92,16 @@ class HoldingServer implements AsyncDisposable {
   async #serve(): Promise<void> {
     const conn = await this.#listener.accept();
     this.#conn = conn;
-    let buf = new Uint8Array(0);
-    const chunk = new Uint8Array(65536);
-    for (;;) {
-      const n = await conn.read(chunk).catch(() => null);
-      if (n === null) return;
-      const next = new Uint8Array(buf.length + n);
-      next.set(buf);
-      next.set(chunk.subarray(0, n), buf.length);
-      buf = next;
-      while (buf.length >= 12) {
-        const view = new DataView(buf.buffer, buf.byteOffset);
-        const type = view.getUint32(4);
-        const size = view.getUint32(8);
-        if (buf.length < 12 + size) break;
-        const body = buf.subarray(12, 12 + size);
-        buf = buf.slice(12 + size);
-        if (type === T.OPTION_REQ) {
-          await conn.write(buildPacket(Magic.RES, T.OPTION_RES, body));
-        } else if (type === T.SUBMIT_JOB_BG) {
-          const parts = new TextDecoder().decode(body).split("\0");
-          this.received.push(parts[2] ?? "");
-          this.maxUnanswered = Math.max(
-            this.maxUnanswered,
-            this.received.length - this.answered,
-          );
-        }
+    await readPackets(conn, (type, body) => {
+      if (type === T.OPTION_REQ) {
+        void conn.write(buildPacket(Magic.RES, T.OPTION_RES, body)).catch(() => {});
+      } else if (type === T.SUBMIT_JOB_BG) {
+        const parts = new TextDecoder().decode(body).split("\0");
+        this.received.push(parts[2] ?? "");
+        this.maxUnanswered = Math.max(this.maxUnanswered, this.received.length - this.answered);
       }
       this.#arrived?.();
-    }
+    });
   }
 
   /** Resolves once at least `count` submits have arrived. */
