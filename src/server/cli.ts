@@ -57,8 +57,9 @@ Options:
   --tls-cert FILE      serve the Gearman port over TLS with this PEM certificate chain
   --tls-key FILE       ... and this PEM private key (both needed; needs --allow-read)
   --tls-ca FILE        require client certificates signed by this PEM CA (mutual TLS)
-  --tls-access FILE    JSON rules by client certificate name (CN): which functions each
-                       may submit and work on, and admin access (needs --tls-ca)
+  --tls-access FILE    JSON rules by client certificate name (CN, or a DNS, URI or
+                       email subject alternative name): which functions each may
+                       submit and work on, and admin access (needs --tls-ca)
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 `;

@@ -151,8 +151,8 @@ export interface ServeOptions {
    * With `ca` (PEM), every client must present a certificate that chains
    * to it (mutual TLS): a client with none, or one the CA did not sign,
    * fails the handshake (logged). With `access` too (needs `ca`), what
-   * each certificate's subject common name (CN) may do is limited by
-   * those rules: submitting to functions, registering as a worker,
+   * each certificate name (its CN, or a DNS, URI or email subject
+   * alternative name) may do is limited by those rules: submitting to functions, registering as a worker,
    * admin commands; refused requests get an ERROR packet
    * (`PERMISSION_DENIED`) or admin line and are logged. Loopback is not
    * trusted for admin commands then.
@@ -289,7 +289,7 @@ function logAdapter(logger: Logger): DispatcherLog {
 export class Server implements AsyncDisposable {
   readonly #listener: Deno.Listener<Deno.TcpConn> | Deno.TlsListener;
   readonly #mutualTls: MutualTlsUpgrader | undefined;
-  readonly #access: ((name: string) => CompiledAccess) | undefined;
+  readonly #access: ((names: string | readonly string[]) => CompiledAccess) | undefined;
   /** Mutual-TLS handshakes under way (closed on shutdown). */
   readonly #handshaking = new Set<Deno.TcpConn>();
   readonly #gloom: GloomFrontEnd | undefined;
@@ -606,7 +606,7 @@ export class Server implements AsyncDisposable {
     // deno-lint-ignore prefer-const
     let peer!: Peer;
     const admin = this.#admin;
-    const access = "peerName" in conn ? this.#access?.(conn.peerName) : undefined;
+    const access = "peerNames" in conn ? this.#access?.(conn.peerNames) : undefined;
     // Unread output allowed: the usual backpressure slack, and one largest packet.
     const maxBacklog = this.#maxOutboxBytes * 4 + this.#maxPacketSize;
     const connection: Connection = new Connection(conn, {

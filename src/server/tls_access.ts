@@ -1,6 +1,7 @@
 // Access rules by client-certificate name (mutual TLS): which certificate
-// common names (CN) may submit which functions, register as workers for
-// which functions, and run admin commands.
+// names (CN, or DNS/URI/email subject alternative names) may submit which
+// functions, register as workers for which functions, and run admin
+// commands.
 
 /**
  * What one certificate name may do. Function patterns are exact names, a
@@ -37,9 +38,10 @@ export interface TlsAccessRule {
 }
 
 /**
- * Access rules keyed by client-certificate common name (CN); the key `"*"`
- * applies to every verified certificate whose name has no entry of its
- * own. A name with no entry and no `"*"` may do nothing (it may still
+ * Access rules keyed by client-certificate name: its common name (CN), or
+ * any of its subject alternative names of type DNS, URI or email (the
+ * first of its names, CN first, with an entry is used); the key `"*"`
+ * applies to every verified certificate none of whose names has an entry. A name with no entry and no `"*"` may do nothing (it may still
  * connect, and gets a refusal for each request).
  *
  * @example
@@ -100,13 +102,15 @@ const FIELDS = new Set(["submit", "work", "admin"]);
  *
  * @param rules The rules.
  * @param source Where they came from, for error messages.
- * @returns A lookup from certificate name to its compiled rule.
+ * @returns A lookup from a certificate's name, or its names (CN first, then
+ *   subject alternative names), to the compiled rule of the first name with
+ *   an entry, else that of `"*"`.
  * @throws {TypeError} When the rules are not shaped as {@link TlsAccessRules}.
  */
 export function compileAccessRules(
   rules: unknown,
   source = "tls access rules",
-): (name: string) => CompiledAccess {
+): (names: string | readonly string[]) => CompiledAccess {
   if (typeof rules !== "object" || rules === null || Array.isArray(rules)) {
     throw new TypeError(
       `Cannot use ${source}: expected a JSON object keyed by certificate name, like {"alice": {"submit": ["reverse"]}}`,
@@ -147,9 +151,13 @@ export function compileAccessRules(
     compiled.set(name, new CompiledAccess(name, r as TlsAccessRule));
   }
   const fallback = compiled.get("*");
-  return (name) => {
-    const own = compiled.get(name);
-    if (own !== undefined) return own;
+  return (names) => {
+    const list = typeof names === "string" ? [names] : names;
+    for (const n of list) {
+      const own = compiled.get(n);
+      if (own !== undefined) return own;
+    }
+    const name = list[0] ?? "";
     return fallback === undefined ? new CompiledAccess(name, {}) : new CompiledAccess(name, {
       ...(rules as TlsAccessRules)["*"],
     });

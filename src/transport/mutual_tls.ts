@@ -112,18 +112,27 @@ export class MutualTlsConn implements ByteConn {
   readonly #closed: PromiseWithResolvers<void> = Promise.withResolvers();
   /** The peer's address (of the TCP connection). */
   readonly remoteAddr: Deno.NetAddr;
-  /** The client certificate's subject common name (CN). */
+  /**
+   * The client certificate's name: its subject common name (CN), or when
+   * it has none its first subject alternative name (see {@link peerNames}).
+   */
   readonly peerName: string;
+  /**
+   * Every name the client certificate carries: the CN first (if any), then
+   * its subject alternative names of type DNS, URI and email, in order.
+   */
+  readonly peerNames: readonly string[];
 
   /**
    * @param socket The TLS socket after a verified handshake.
    * @param remoteAddr The TCP peer address.
-   * @param peerName The client certificate's subject CN.
+   * @param peerNames The client certificate's names (CN first, then SANs); not empty.
    */
-  constructor(socket: tls.TLSSocket, remoteAddr: Deno.NetAddr, peerName: string) {
+  constructor(socket: tls.TLSSocket, remoteAddr: Deno.NetAddr, peerNames: readonly string[]) {
     this.#socket = socket;
     this.remoteAddr = remoteAddr;
-    this.peerName = peerName;
+    this.peerName = peerNames[0]!;
+    this.peerNames = peerNames;
     socket.on("data", (chunk: Uint8Array) => {
       this.#chunks.push(chunk);
       this.#queued += chunk.length;
@@ -294,21 +303,19 @@ export class MutualTlsUpgrader {
         socket.destroy();
         return;
       }
-      const cert = socket.getPeerCertificate();
-      const cn = cert?.subject?.CN;
-      const name = Array.isArray(cn) ? cn[0] : cn;
-      if (!socket.authorized || typeof name !== "string" || name === "") {
+      const names = certificateNames(socket.getPeerCertificate());
+      if (!socket.authorized || names.length === 0) {
         socket.destroy();
         fail(
           socket.authorized
-            ? "the client certificate has no subject common name (CN)"
+            ? "the client certificate has no name: no subject common name (CN) and no subject alternative name of type DNS, URI or email"
             : `the client certificate was not verified: ${String(socket.authorizationError)}`,
         );
         return;
       }
       settled = true;
       clearTimeout(timer);
-      resolve(new MutualTlsConn(socket, remoteAddr, name));
+      resolve(new MutualTlsConn(socket, remoteAddr, names));
     });
     duplex.on(
       "error",
@@ -318,4 +325,29 @@ export class MutualTlsUpgrader {
     server.emit("connection", duplex);
     return promise;
   }
+}
+
+/**
+ * A verified certificate's names: the subject CN (if any), then the
+ * subject alternative names of type DNS, URI and email (node:tls gives them
+ * as `"DNS:a.example, URI:spiffe://x/y"`).
+ */
+function certificateNames(
+  cert: { subject?: { CN?: string | string[] }; subjectaltname?: string } | undefined,
+): string[] {
+  const names: string[] = [];
+  const cn = cert?.subject?.CN;
+  for (const n of Array.isArray(cn) ? cn : [cn]) {
+    if (typeof n === "string" && n !== "") names.push(n);
+  }
+  for (const entry of (cert?.subjectaltname ?? "").split(/,\s*/)) {
+    const colon = entry.indexOf(":");
+    if (colon <= 0) continue;
+    const type = entry.slice(0, colon);
+    const value = entry.slice(colon + 1);
+    if ((type === "DNS" || type === "URI" || type === "email") && value !== "") {
+      if (!names.includes(value)) names.push(value);
+    }
+  }
+  return names;
 }

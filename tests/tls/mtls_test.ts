@@ -58,16 +58,25 @@ async function makeCa(dir: string, name: string): Promise<Pem> {
   };
 }
 
-/** A certificate for `cn` signed by `ca`, with the extensions in `ext`. */
-async function makeCert(dir: string, ca: Pem, cn: string, ext: string): Promise<Pem> {
-  const base = `${dir}/${cn.replaceAll(/[^a-z0-9]/gi, "_")}`;
+/**
+ * A certificate for `cn` signed by `ca`, with the extensions in `ext`
+ * (`cn` empty: a subject with no CN, named `file` on disk).
+ */
+async function makeCert(
+  dir: string,
+  ca: Pem,
+  cn: string,
+  ext: string,
+  file = cn,
+): Promise<Pem> {
+  const base = `${dir}/${file.replaceAll(/[^a-z0-9]/gi, "_")}`;
   await sh("openssl", [
     "req",
     "-newkey",
     "rsa:2048",
     "-nodes",
     "-subj",
-    `/CN=${cn}/O=gearman tests`,
+    cn === "" ? "/O=gearman tests" : `/CN=${cn}/O=gearman tests`,
     "-keyout",
     `${base}.key`,
     "-out",
@@ -402,5 +411,93 @@ Deno.test({
       /Refused a TLS connection from "127\.0\.0\.1:\d+": "TLS handshake failed: the client sent no certificate"/,
     );
     await Deno.remove(certs.dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name:
+    "mtls: certificates without a CN are named by their subject alternative names (DNS, URI), which --tls-access rules match; a certificate with no name is refused",
+  ignore: !haveOpenssl,
+  async fn() {
+    const certs = await makeCertificates([]);
+    const dir = certs.dir;
+    const worker = await makeCert(
+      dir,
+      certs.ca,
+      "",
+      "subjectAltName=URI:spiffe://example.org/resizer\nextendedKeyUsage=clientAuth\n",
+      "san-worker",
+    );
+    const frontend = await makeCert(
+      dir,
+      certs.ca,
+      "",
+      "subjectAltName=DNS:frontend.example.org,DNS:www.example.org\nextendedKeyUsage=clientAuth\n",
+      "san-frontend",
+    );
+    // A CN with no rule and a SAN with one: the SAN's rule applies.
+    const both = await makeCert(
+      dir,
+      certs.ca,
+      "some-host",
+      "subjectAltName=DNS:www.example.org\nextendedKeyUsage=clientAuth\n",
+      "cn-and-san",
+    );
+    const nameless = await makeCert(
+      dir,
+      certs.ca,
+      "",
+      "extendedKeyUsage=clientAuth\n",
+      "nameless",
+    );
+    const access: TlsAccessRules = {
+      "spiffe://example.org/resizer": { work: ["resize"] },
+      "www.example.org": { submit: ["resize"] },
+    };
+    try {
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        handleHost: "test",
+        tls: { cert: certs.server.cert, key: certs.server.key, ca: certs.ca.cert, access },
+      });
+      const port = server.addr.port;
+      const tlsOf = (c: Pem) => ({ caCerts: [certs.ca.cert], cert: c.cert, key: c.key });
+      const text = (b: Uint8Array | undefined) => decoder.decode(b);
+
+      // Named by its second DNS name (the first has no rule).
+      await using f = await PacketClient.connect({ port, tls: tlsOf(frontend) });
+      f.send("SUBMIT_JOB_BG", "resize", "", "a.png");
+      assert.equal((await f.receive()).name, "JOB_CREATED");
+      f.send("CAN_DO", "resize");
+      const refused = await f.receive(3000);
+      assert.equal(refused.name, "ERROR");
+      assert.match(text(refused.args[1]), /"www\.example\.org" may not register as a worker/);
+
+      await using b = await PacketClient.connect({ port, tls: tlsOf(both) });
+      b.send("SUBMIT_JOB_BG", "resize", "", "b.png");
+      assert.equal((await b.receive()).name, "JOB_CREATED");
+
+      // Named by its URI (SPIFFE id).
+      await using w = await PacketClient.connect({ port, tls: tlsOf(worker) });
+      w.send("CAN_DO", "resize");
+      w.send("GRAB_JOB");
+      const assigned = await w.receive(3000);
+      assert.equal(assigned.name, "JOB_ASSIGN");
+      assert.equal(text(assigned.args[2]), "a.png");
+      w.send("SUBMIT_JOB_BG", "resize", "", "c.png");
+      const denied = await w.receive(3000);
+      assert.equal(denied.name, "ERROR");
+      assert.match(text(denied.args[1]), /"spiffe:\/\/example\.org\/resizer" may not submit/);
+
+      // No CN and no SAN: the handshake is refused.
+      await assert.rejects(async () => {
+        await using n = await PacketClient.connect({ port, tls: tlsOf(nameless), timeoutMs: 5000 });
+        n.send("ECHO_REQ", "x");
+        await n.receive(3000);
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });
