@@ -54,6 +54,8 @@ Deno.test("server CLI rejects bad flags with usage and exit code 2", async (t) =
       ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-access", "a.json"],
       /--tls-access needs --tls-ca/,
     ],
+    [["--http-tls"], /--http-tls needs --http \[HOST:\]PORT/],
+    [["--http", "8080", "--http-tls"], /--http-tls needs --tls-cert and --tls-key/],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" "), async () => {

@@ -37,6 +37,8 @@ export interface HttpFrontEndOptions {
   hostname: string;
   /** Port; 0 picks a free one. */
   port: number;
+  /** Serve HTTPS with this certificate and key (PEM); plain HTTP without. */
+  tls?: { cert: string; key: string };
   /** Bearer token for the state-changing endpoints; without one they are off. */
   adminToken: string | undefined;
   /** The server to report on. */
@@ -129,7 +131,7 @@ export class HttpFrontEnd {
     this.#token = options.adminToken;
     this.#drain = options.drain;
     try {
-      this.#http = this.#listen(options.hostname, options.port);
+      this.#http = this.#listen(options.hostname, options.port, options.tls);
     } catch (err) {
       if (err instanceof Deno.errors.AddrInUse) {
         throw new Deno.errors.AddrInUse(
@@ -145,10 +147,15 @@ export class HttpFrontEnd {
     }, HISTORY_INTERVAL_MS);
   }
 
-  #listen(hostname: string, port: number): Deno.HttpServer<Deno.NetAddr> {
+  #listen(
+    hostname: string,
+    port: number,
+    tls: { cert: string; key: string } | undefined,
+  ): Deno.HttpServer<Deno.NetAddr> {
     return Deno.serve({
       hostname,
       port,
+      ...(tls ?? {}),
       onListen: () => {},
       onError: (err) => {
         this.#logger.error("HTTP request failed: {error}", { error: String(err) });

@@ -42,6 +42,7 @@ Options:
   --gloom-max-frame-size N  largest Gloom frame accepted, in bytes (default 16777216)
   --http [HOST:]PORT   serve /metrics, /healthz, /readyz, a JSON API and a dashboard over
                        HTTP on this address (HOST defaults to 127.0.0.1) (default off)
+  --http-tls           serve --http over HTTPS with the --tls-cert/--tls-key certificate
   --admin-token TOKEN  token for state-changing admin commands from other hosts (send
                        'auth TOKEN') and the HTTP API's (header 'Authorization: Bearer
                        TOKEN'); use a long random one, e.g. openssl rand -hex 32 (default none)
@@ -103,8 +104,8 @@ export interface ServerFlags {
   tlsAccess: string | undefined;
   /** Gloom listeners, when --gloom or a --gloom-* flag was given. */
   gloom: { masterPort: number; workerPort: number; maxFrameSize: number } | undefined;
-  /** HTTP endpoint, when --http was given. */
-  http: { hostname: string; port: number } | undefined;
+  /** HTTP endpoint, when --http was given (`tls`: HTTPS, --http-tls). */
+  http: { hostname: string; port: number; tls: boolean } | undefined;
   /** Admin token: remote state-changing admin commands and the HTTP API's. */
   adminToken: string | undefined;
   /** Who may run read-only admin commands. */
@@ -121,7 +122,7 @@ function httpFlag(value: string | undefined): ServerFlags["http"] {
     );
   }
   const host = m[1] ?? "127.0.0.1";
-  return { hostname: host.replace(/^\[(.*)\]$/, "$1"), port: Number(m[2]) };
+  return { hostname: host.replace(/^\[(.*)\]$/, "$1"), port: Number(m[2]), tls: false };
 }
 
 function integerFlag(name: string, value: string | undefined, def: number, max: number): number {
@@ -161,6 +162,7 @@ export function parseServerFlags(args: string[]): ServerFlags {
         "tls-ca": { type: "string" },
         "tls-access": { type: "string" },
         gloom: { type: "boolean" },
+        "http-tls": { type: "boolean" },
         "gloom-master-port": { type: "string" },
         "gloom-worker-port": { type: "string" },
         "gloom-max-frame-size": { type: "string" },
@@ -227,6 +229,13 @@ export function parseServerFlags(args: string[]): ServerFlags {
     if (gloom.maxFrameSize === 0) throw new UsageError("--gloom-max-frame-size must be at least 1");
   }
   const http = httpFlag(values.http);
+  if (values["http-tls"]) {
+    if (http === undefined) throw new UsageError("--http-tls needs --http [HOST:]PORT");
+    if (values["tls-cert"] === undefined) {
+      throw new UsageError("--http-tls needs --tls-cert and --tls-key (the certificate it serves)");
+    }
+    http.tls = true;
+  }
   const adminToken = values["admin-token"];
   if (adminToken !== undefined && !/^[\x21-\x7e]+$/.test(adminToken)) {
     throw new UsageError(

@@ -119,9 +119,11 @@ export interface ServeOptions {
    * `/metrics`, `/healthz`, `/readyz`, a JSON API under `/api/` and a
    * dashboard at `/`. Read the bound address back from
    * {@link Server.httpAddr} (port 0 picks a free one).
-   * @default undefined (no HTTP); hostname "127.0.0.1", port 8080
+   * With `tls: true`, HTTPS with the server's `tls` certificate and key
+   * (so the admin token and the data are not sent in clear).
+   * @default undefined (no HTTP); hostname "127.0.0.1", port 8080, tls false
    */
-  http?: { hostname?: string; port?: number };
+  http?: { hostname?: string; port?: number; tls?: boolean };
   /**
    * The admin token: visible ASCII, no spaces (use a long random one, e.g.
    * `openssl rand -hex 32`). With it, admin connections from other hosts
@@ -361,7 +363,16 @@ export class Server implements AsyncDisposable {
     checkInteger("gloom.masterPort", masterPort, 0, 65535);
     checkInteger("gloom.workerPort", workerPort, 0, 65535);
     checkInteger("gloom.maxFrameSize", maxFrameSize, 1, 0xffffffff);
-    const { hostname: httpHostname = "127.0.0.1", port: httpPort = DEFAULT_HTTP_PORT } = http ?? {};
+    const {
+      hostname: httpHostname = "127.0.0.1",
+      port: httpPort = DEFAULT_HTTP_PORT,
+      tls: httpTls = false,
+    } = http ?? {};
+    if (httpTls && tls === undefined) {
+      throw new TypeError(
+        "Cannot start server: http.tls (--http-tls) needs tls.cert and tls.key (--tls-cert, --tls-key): the certificate HTTPS serves",
+      );
+    }
     checkInteger("http.port", httpPort, 0, 65535);
     if (adminToken !== undefined) checkAdminToken(adminToken);
     if (tls?.access !== undefined && tls.ca === undefined) {
@@ -460,6 +471,7 @@ export class Server implements AsyncDisposable {
       this.#http = http === undefined ? undefined : new HttpFrontEnd({
         hostname: httpHostname,
         port: httpPort,
+        ...(httpTls && tls !== undefined ? { tls: { cert: tls.cert, key: tls.key } } : {}),
         adminToken,
         server: {
           dispatcher: this.#dispatcher,

@@ -143,3 +143,48 @@ Deno.test("tls: a server that takes the TCP connection and never answers the han
     for (const c of held) c.close();
   }
 });
+
+Deno.test({
+  name:
+    "tls: http.tls (--http-tls) serves the HTTP endpoint over HTTPS with the server's certificate; plain HTTP and an untrusting client get nothing",
+  ignore: !haveOpenssl,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "gearman-https-" });
+    try {
+      const { ca, cert, key } = await makeCertificates(dir);
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert, key },
+        http: { hostname: "127.0.0.1", port: 0, tls: true },
+        adminToken: "s3cret-token",
+      });
+      const port = server.httpAddr!.port;
+      const client = Deno.createHttpClient({ caCerts: [ca] });
+      try {
+        const health = await fetch(`https://127.0.0.1:${port}/healthz`, { client });
+        assert.equal(health.status, 200);
+        await health.body?.cancel();
+        const drain = await fetch(`https://127.0.0.1:${port}/api/drain`, {
+          client,
+          method: "POST",
+          headers: { authorization: "Bearer wrong" },
+        });
+        assert.equal(drain.status, 401, "the token check still applies over HTTPS");
+        await drain.body?.cancel();
+      } finally {
+        client.close();
+      }
+      // Plain HTTP to the HTTPS port, and HTTPS without trusting the CA, fail.
+      await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`));
+      await assert.rejects(fetch(`https://127.0.0.1:${port}/healthz`));
+      // Without a certificate there is nothing to serve HTTPS with.
+      assert.throws(
+        () => serve({ hostname: "127.0.0.1", port: 0, http: { port: 0, tls: true } }),
+        /http\.tls \(--http-tls\) needs tls\.cert and tls\.key/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
