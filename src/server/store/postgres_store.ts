@@ -213,7 +213,6 @@ interface UniqueSubmit {
   reject: (err: Error) => void;
 }
 
-/** Say what went wrong opening the database and what to do about it. */
 /**
  * `p`, or a rejection once `ms` pass without it settling: a database that
  * stopped answering (stopped, or cut off with the connection half-open)
@@ -244,6 +243,7 @@ function answerWithin<T>(
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** Say what went wrong opening the database and what to do about it. */
 function openError(description: string, err: unknown): StoreError {
   const e = err as { code?: string; message?: string };
   const code = e.code ?? "";
