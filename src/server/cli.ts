@@ -3,7 +3,7 @@
 
 import { parseArgs } from "node:util";
 import { configure, getConsoleSink, type LogLevel } from "@logtape/logtape";
-import { DEFAULT_PORT, serve } from "./gearman_server.ts";
+import { DEFAULT_PORT, serve, type Server } from "./gearman_server.ts";
 import type { AdminReadAccess } from "./admin_commands.ts";
 import type { JobStore } from "./store/job_store.ts";
 import { PostgresJobStore } from "./store/postgres_store.ts";
@@ -60,7 +60,8 @@ Options:
   --tls-ca FILE        require client certificates signed by this PEM CA (mutual TLS)
   --tls-access FILE    JSON rules by client certificate name (CN, or a DNS, URI or
                        email subject alternative name): which functions each may
-                       submit and work on, and admin access (needs --tls-ca)
+                       submit and work on, and admin access (needs --tls-ca);
+                       SIGHUP reads it again
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 `;
@@ -110,6 +111,25 @@ export interface ServerFlags {
   adminToken: string | undefined;
   /** Who may run read-only admin commands. */
   adminRead: AdminReadAccess;
+}
+
+/** Re-read the --tls-access file and apply it (SIGHUP); say what happened on stderr. */
+async function reloadAccess(server: Server, file: string): Promise<void> {
+  try {
+    const rules = JSON.parse(await Deno.readTextFile(file));
+    server.setAccessRules(rules);
+    console.error(
+      `reloaded --tls-access ${file}: ${
+        Object.keys(rules).length
+      } name(s); open connections follow the new rules`,
+    );
+  } catch (err) {
+    console.error(
+      `error: cannot reload --tls-access ${file}: ${
+        (err as Error).message
+      }; the rules in force stay (fix the file and send SIGHUP again)`,
+    );
+  }
 }
 
 /** Parse `--http [HOST:]PORT` (an IPv6 HOST in brackets). */
@@ -437,6 +457,11 @@ export async function runServerCli(args: string[]): Promise<number> {
   const handlers: [Deno.Signal, () => void][] = Deno.build.os === "windows"
     ? [["SIGINT", onInt]]
     : [["SIGINT", onInt], ["SIGTERM", drain]];
+  const accessFile = flags.tlsAccess;
+  if (accessFile !== undefined && Deno.build.os !== "windows") {
+    // SIGHUP: read the --tls-access file again; bad rules leave the old ones.
+    handlers.push(["SIGHUP", () => void reloadAccess(server, accessFile)]);
+  }
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   await server.finished;
   for (const [s, h] of handlers) Deno.removeSignalListener(s, h);

@@ -291,7 +291,7 @@ function logAdapter(logger: Logger): DispatcherLog {
 export class Server implements AsyncDisposable {
   readonly #listener: Deno.Listener<Deno.TcpConn> | Deno.TlsListener;
   readonly #mutualTls: MutualTlsUpgrader | undefined;
-  readonly #access: ((names: string | readonly string[]) => CompiledAccess) | undefined;
+  #access: ((names: string | readonly string[]) => CompiledAccess) | undefined;
   /** Mutual-TLS handshakes under way (closed on shutdown). */
   readonly #handshaking = new Set<Deno.TcpConn>();
   readonly #gloom: GloomFrontEnd | undefined;
@@ -521,6 +521,34 @@ export class Server implements AsyncDisposable {
   }
 
   /**
+   * Replace the mutual-TLS access rules (`tls.access`, `--tls-access`):
+   * connections open now and those to come follow the new rules at their
+   * next request. Bad rules throw and leave the rules in force unchanged.
+   * The CLI calls this on SIGHUP with the re-read `--tls-access` file.
+   *
+   * @param rules The new rules, as for `tls.access`.
+   * @throws {TypeError} When the rules are malformed, or the server was not
+   *   started with `tls.access`.
+   *
+   * @example Let a frontend submit one more function
+   * ```ts ignore
+   * server.setAccessRules({ frontend: { submit: ["resize", "thumb.*"] }, ops: { admin: "all" } });
+   * ```
+   */
+  setAccessRules(rules: TlsAccessRules): void {
+    if (this.#access === undefined) {
+      throw new TypeError(
+        "Cannot change access rules: the server was started without tls.access (--tls-access); restart it with rules",
+      );
+    }
+    const lookup = compileAccessRules(rules, "tls.access (--tls-access)");
+    this.#access = lookup;
+    for (const peer of this.#peers.values()) {
+      if (peer.certNames !== undefined) peer.access = lookup(peer.certNames);
+    }
+  }
+
+  /**
    * Where the HTTP endpoint listens, or `undefined` when the server was
    * started without the `http` option.
    */
@@ -625,7 +653,8 @@ export class Server implements AsyncDisposable {
       packet: access === undefined
         ? (type, body, magic) => d.packet(peer, type, body, magic)
         : (type, body, magic) => {
-          if (this.#permitted(peer, access, type, body)) d.packet(peer, type, body, magic);
+          // peer.access, not access: setAccessRules may have replaced it.
+          if (this.#permitted(peer, peer.access!, type, body)) d.packet(peer, type, body, magic);
         },
       line: (line) => {
         const reply = admin.run(peer, byteString(line));
@@ -655,7 +684,10 @@ export class Server implements AsyncDisposable {
       },
     });
     peer = d.addPeer(connection);
-    if ("peerName" in conn) peer.certName = conn.peerName;
+    if ("peerName" in conn) {
+      peer.certName = conn.peerName;
+      peer.certNames = conn.peerNames;
+    }
     peer.access = access;
     this.#connections.add(connection);
     this.#peers.set(connection, peer);

@@ -54,6 +54,8 @@ export class Peer {
   adminAuthorized = false;
   /** The client certificate's common name (mutual TLS), if any. */
   certName: string | undefined = undefined;
+  /** Every name of the client certificate (CN first, then subject alternative names). */
+  certNames: readonly string[] | undefined = undefined;
   /** What the client certificate may do (--tls-access), if rules apply. */
   access: CompiledAccess | undefined = undefined;
   /** OPTION_REQ "exceptions" was set. */

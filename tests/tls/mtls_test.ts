@@ -336,7 +336,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "mtls: the server CLI with --tls-ca and --tls-access, checked with openssl s_client",
+  name:
+    "mtls: the server CLI with --tls-ca and --tls-access, checked with openssl s_client; SIGHUP reloads the rules, a bad file is refused",
   ignore: !haveOpenssl,
   async fn() {
     const certs = await makeCertificates(["ops", "frontend"]);
@@ -370,6 +371,18 @@ Deno.test({
     }).spawn();
     const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
     let out = "";
+    // stderr, read as it comes (the reload lines are checked while it runs).
+    let errText = "";
+    const errDone = (async () => {
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) errText += chunk;
+    })();
+    const until = async (what: string, check: () => boolean) => {
+      const end = Date.now() + 10_000;
+      while (!check()) {
+        if (Date.now() > end) throw new Error(`no ${what} in 10 s; stderr: ${errText}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
     try {
       while (!out.includes("\n")) {
         const { value, done } = await stdout.read();
@@ -391,6 +404,36 @@ Deno.test({
       assert.match(denied, /^ERR PERMISSION_DENIED .*frontend/);
       const none = await sClient(port, certs.ca.certFile, undefined, "status\n", /\n/);
       assert.equal(none, "");
+
+      // SIGHUP reads the file again: frontend may now read admin status.
+      await Deno.writeTextFile(
+        accessFile,
+        JSON.stringify({ ops: { admin: "read" }, frontend: { admin: "read" } }),
+      );
+      child.kill("SIGHUP");
+      await until("the reload", () => errText.includes("reloaded --tls-access"));
+      assert.match(errText, /reloaded --tls-access .*access\.json: 2 name\(s\)/);
+      const allowed = await sClient(
+        port,
+        certs.ca.certFile,
+        certs.clients.frontend,
+        "status\n",
+        /^\.\r?$/m,
+      );
+      assert.match(allowed, /^\.$/m);
+      // A file that does not parse leaves the rules in force.
+      await Deno.writeTextFile(accessFile, "{ not json");
+      child.kill("SIGHUP");
+      await until("the refused reload", () => errText.includes("cannot reload --tls-access"));
+      assert.match(errText, /the rules in force stay/);
+      const still = await sClient(
+        port,
+        certs.ca.certFile,
+        certs.clients.frontend,
+        "status\n",
+        /^\.\r?$/m,
+      );
+      assert.match(still, /^\.$/m);
     } finally {
       child.kill("SIGINT");
       await child.status;
@@ -400,8 +443,8 @@ Deno.test({
       for (let x = await r.read(); !x.done; x = await r.read()) text += x.value;
       return text;
     };
-    const logs = out + await rest(stdout) +
-      await rest(child.stderr.pipeThrough(new TextDecoderStream()).getReader());
+    await errDone;
+    const logs = out + await rest(stdout) + errText;
     assert.match(
       logs,
       /Refused admin command "status" from "127\.0\.0\.1:\d+": 'certificate "frontend" has admin "none" in --tls-access'/,
@@ -498,6 +541,65 @@ Deno.test({
       });
     } finally {
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "mtls: access rules change without a restart: setAccessRules applies to open connections and new ones; bad rules are refused and the old ones stay",
+  ignore: !haveOpenssl,
+  async fn() {
+    const certs = await makeCertificates(["frontend"]);
+    try {
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        handleHost: "test",
+        tls: {
+          cert: certs.server.cert,
+          key: certs.server.key,
+          ca: certs.ca.cert,
+          access: { frontend: { submit: ["resize"] } },
+        },
+      });
+      const port = server.addr.port;
+      const c = certs.clients.frontend!;
+      const tls = { caCerts: [certs.ca.cert], cert: c.cert, key: c.key };
+      await using open = await PacketClient.connect({ port, tls });
+      open.send("SUBMIT_JOB_BG", "resize", "", "a");
+      assert.equal((await open.receive()).name, "JOB_CREATED");
+
+      assert.throws(
+        () =>
+          server.setAccessRules({ frontend: { submit: "resize" } } as unknown as TlsAccessRules),
+        /"submit" must be a list/,
+      );
+      open.send("SUBMIT_JOB_BG", "resize", "", "b");
+      assert.equal((await open.receive()).name, "JOB_CREATED", "bad rules changed nothing");
+
+      server.setAccessRules({ frontend: { submit: ["thumb"] } });
+      open.send("SUBMIT_JOB_BG", "resize", "", "c");
+      const denied = await open.receive(3000);
+      assert.equal(denied.name, "ERROR");
+      assert.match(
+        decoder.decode(denied.args[1]),
+        /"frontend" may not submit jobs to function "resize"/,
+      );
+      open.send("SUBMIT_JOB_BG", "thumb", "", "d");
+      assert.equal((await open.receive()).name, "JOB_CREATED");
+      await using fresh = await PacketClient.connect({ port, tls });
+      fresh.send("SUBMIT_JOB_BG", "resize", "", "e");
+      assert.equal((await fresh.receive(3000)).name, "ERROR");
+
+      await using plain = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert: certs.server.cert, key: certs.server.key, ca: certs.ca.cert },
+      });
+      assert.throws(() => plain.setAccessRules({}), /started without tls\.access/);
+    } finally {
+      await Deno.remove(certs.dir, { recursive: true });
     }
   },
 });
