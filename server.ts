@@ -35,6 +35,7 @@ export {
 } from "./src/server/gearman_server.ts";
 export { PostgresJobStore, type PostgresStoreOptions } from "./src/server/store/postgres_store.ts";
 export { StoreError } from "./src/server/store/sqlite_store.ts";
+export { RevocationListError } from "./src/transport/revocation_list.ts";
 export type {
   ClusterDepth,
   ClusterQueue,

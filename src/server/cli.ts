@@ -62,6 +62,8 @@ Options:
                        email subject alternative name): which functions each may
                        submit and work on, and admin access (needs --tls-ca);
                        SIGHUP reads it again
+  --tls-crl FILE       refuse client certificates this PEM CRL of the --tls-ca CA
+                       revokes (needs --tls-ca); SIGHUP reads it again
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 `;
@@ -103,6 +105,8 @@ export interface ServerFlags {
   tlsCa: string | undefined;
   /** Access rules file (JSON) by client certificate name. */
   tlsAccess: string | undefined;
+  /** Certificate revocation list file (PEM) for client certificates. */
+  tlsCrl: string | undefined;
   /** Gloom listeners, when --gloom or a --gloom-* flag was given. */
   gloom: { masterPort: number; workerPort: number; maxFrameSize: number } | undefined;
   /** HTTP endpoint, when --http was given (`tls`: HTTPS, --http-tls). */
@@ -128,6 +132,20 @@ async function reloadAccess(server: Server, file: string): Promise<void> {
       `error: cannot reload --tls-access ${file}: ${
         (err as Error).message
       }; the rules in force stay (fix the file and send SIGHUP again)`,
+    );
+  }
+}
+
+/** Re-read the --tls-crl file and apply it (SIGHUP); say what happened on stderr. */
+async function reloadCrl(server: Server, file: string): Promise<void> {
+  try {
+    server.setRevocationList(await Deno.readTextFile(file));
+    console.error(`reloaded --tls-crl ${file}: new handshakes check it`);
+  } catch (err) {
+    console.error(
+      `error: cannot reload --tls-crl ${file}: ${
+        (err as Error).message
+      }; the list in force stays (fix the file and send SIGHUP again)`,
     );
   }
 }
@@ -180,6 +198,7 @@ export function parseServerFlags(args: string[]): ServerFlags {
         "idle-timeout": { type: "string" },
         "tls-key": { type: "string" },
         "tls-ca": { type: "string" },
+        "tls-crl": { type: "string" },
         "tls-access": { type: "string" },
         gloom: { type: "boolean" },
         "http-tls": { type: "boolean" },
@@ -277,6 +296,9 @@ export function parseServerFlags(args: string[]): ServerFlags {
   if (values["tls-ca"] !== undefined && values["tls-cert"] === undefined) {
     throw new UsageError("--tls-ca needs --tls-cert and --tls-key (the server's own certificate)");
   }
+  if (values["tls-crl"] !== undefined && values["tls-ca"] === undefined) {
+    throw new UsageError("--tls-crl needs --tls-ca: it revokes client certificates that CA signed");
+  }
   if (values["tls-access"] !== undefined && values["tls-ca"] === undefined) {
     throw new UsageError(
       "--tls-access needs --tls-ca: the names it lists come from client certificates the CA signed",
@@ -288,6 +310,7 @@ export function parseServerFlags(args: string[]): ServerFlags {
     idleTimeoutMs: integerFlag("idle-timeout", values["idle-timeout"], 0, 86400 * 365) * 1000,
     tlsKey: values["tls-key"],
     tlsCa: values["tls-ca"],
+    tlsCrl: values["tls-crl"],
     tlsAccess: values["tls-access"],
     drainTimeoutMs: integerFlag("drain-timeout", values["drain-timeout"], 30, 86400) * 1000,
     maxClientJobs: integerFlag("max-client-jobs", values["max-client-jobs"], 0, 2 ** 31),
@@ -336,16 +359,19 @@ export async function runServerCli(args: string[]): Promise<number> {
       { category: ["logtape", "meta"], sinks: ["console"], lowestLevel: "warning" },
     ],
   });
-  let tls: { cert: string; key: string; ca?: string; access?: TlsAccessRules } | undefined;
+  let tls:
+    | { cert: string; key: string; ca?: string; access?: TlsAccessRules; crl?: string }
+    | undefined;
   if (flags.tlsCert !== undefined && flags.tlsKey !== undefined) {
-    const files = [flags.tlsCert, flags.tlsKey, flags.tlsCa, flags.tlsAccess].filter((f) =>
-      f !== undefined
-    );
+    const files = [flags.tlsCert, flags.tlsKey, flags.tlsCa, flags.tlsCrl, flags.tlsAccess].filter((
+      f,
+    ) => f !== undefined);
     try {
       tls = {
         cert: await Deno.readTextFile(flags.tlsCert),
         key: await Deno.readTextFile(flags.tlsKey),
         ...(flags.tlsCa !== undefined ? { ca: await Deno.readTextFile(flags.tlsCa) } : {}),
+        ...(flags.tlsCrl !== undefined ? { crl: await Deno.readTextFile(flags.tlsCrl) } : {}),
       };
     } catch (err) {
       console.error(
@@ -458,9 +484,14 @@ export async function runServerCli(args: string[]): Promise<number> {
     ? [["SIGINT", onInt]]
     : [["SIGINT", onInt], ["SIGTERM", drain]];
   const accessFile = flags.tlsAccess;
-  if (accessFile !== undefined && Deno.build.os !== "windows") {
-    // SIGHUP: read the --tls-access file again; bad rules leave the old ones.
-    handlers.push(["SIGHUP", () => void reloadAccess(server, accessFile)]);
+  const crlFile = flags.tlsCrl;
+  if ((accessFile !== undefined || crlFile !== undefined) && Deno.build.os !== "windows") {
+    // SIGHUP: read the --tls-access and --tls-crl files again; a bad one
+    // leaves what was in force.
+    handlers.push(["SIGHUP", () => {
+      if (accessFile !== undefined) void reloadAccess(server, accessFile);
+      if (crlFile !== undefined) void reloadCrl(server, crlFile);
+    }]);
   }
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   await server.finished;

@@ -157,10 +157,11 @@ export interface ServeOptions {
    * alternative name) may do is limited by those rules: submitting to functions, registering as a worker,
    * admin commands; refused requests get an ERROR packet
    * (`PERMISSION_DENIED`) or admin line and are logged. Loopback is not
-   * trusted for admin commands then.
+   * trusted for admin commands then. With `crl` (PEM CRLs of that CA, needs
+   * `ca`), client certificates it revokes are refused at the handshake.
    * @default undefined (plain TCP)
    */
-  tls?: { cert: string; key: string; ca?: string; access?: TlsAccessRules };
+  tls?: { cert: string; key: string; ca?: string; access?: TlsAccessRules; crl?: string };
   /**
    * Most connections open at once on the Gearman port; past it, new ones are
    * closed at once (and logged). 0 is unlimited.
@@ -375,6 +376,11 @@ export class Server implements AsyncDisposable {
     }
     checkInteger("http.port", httpPort, 0, 65535);
     if (adminToken !== undefined) checkAdminToken(adminToken);
+    if (tls?.crl !== undefined && tls.ca === undefined) {
+      throw new TypeError(
+        "Cannot start server: tls.crl (--tls-crl) needs tls.ca (--tls-ca): it revokes client certificates",
+      );
+    }
     if (tls?.access !== undefined && tls.ca === undefined) {
       throw new TypeError(
         "Cannot start server: tls.access (--tls-access) needs tls.ca (--tls-ca): names come from verified client certificates",
@@ -440,9 +446,12 @@ export class Server implements AsyncDisposable {
         }),
     });
     try {
-      this.#mutualTls = tls?.ca === undefined
-        ? undefined
-        : new MutualTlsUpgrader({ cert: tls.cert, key: tls.key, ca: tls.ca });
+      this.#mutualTls = tls?.ca === undefined ? undefined : new MutualTlsUpgrader({
+        cert: tls.cert,
+        key: tls.key,
+        ca: tls.ca,
+        ...(tls.crl !== undefined ? { crl: tls.crl } : {}),
+      });
       this.#listener = tls && this.#mutualTls === undefined
         ? Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key })
         : Deno.listen({ hostname, port, transport: "tcp" });
@@ -518,6 +527,30 @@ export class Server implements AsyncDisposable {
    */
   get gloomAddrs(): { master: Deno.NetAddr; worker: Deno.NetAddr } | undefined {
     return this.#gloom?.addrs;
+  }
+
+  /**
+   * Replace the certificate revocation list (`tls.crl`, `--tls-crl`):
+   * handshakes from now on refuse the client certificates it revokes
+   * (connections open now stay). A text with no CRL, or a damaged one,
+   * throws and changes nothing. The CLI calls this on SIGHUP.
+   *
+   * @param crl One or more PEM CRL blocks (`openssl ca -gencrl`).
+   * @throws {TypeError} When the server does not use mutual TLS (`tls.ca`).
+   * @throws {RevocationListError} When the text holds no usable CRL.
+   *
+   * @example
+   * ```ts ignore
+   * server.setRevocationList(await Deno.readTextFile("/etc/gearman/crl.pem"));
+   * ```
+   */
+  setRevocationList(crl: string): void {
+    if (this.#mutualTls === undefined) {
+      throw new TypeError(
+        "Cannot use a revocation list: the server does not require client certificates (tls.ca, --tls-ca)",
+      );
+    }
+    this.#mutualTls.setRevocationList(crl);
   }
 
   /**

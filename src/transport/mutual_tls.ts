@@ -21,6 +21,7 @@
 import tls from "node:tls";
 import { Duplex } from "node:stream";
 import type { ByteConn } from "./connection.ts";
+import { normalSerial, revokedSerials } from "./revocation_list.ts";
 
 /** Longest wait for a client to finish its TLS handshake. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS: number = 10_000;
@@ -43,6 +44,11 @@ export interface MutualTlsOptions {
   key: string;
   /** CA certificate(s) (PEM) that client certificates must chain to. */
   ca: string;
+  /**
+   * Certificate revocation list(s) of that CA (PEM): client certificates
+   * whose serial number they list are refused.
+   */
+  crl?: string;
   /**
    * Longest wait for the handshake, in milliseconds.
    * @default 10000
@@ -247,6 +253,7 @@ export class MutualTlsConn implements ByteConn {
 export class MutualTlsUpgrader {
   readonly #options: tls.TlsOptions;
   readonly #timeoutMs: number;
+  #revoked: ReadonlySet<string> = new Set();
 
   /**
    * @param options Server certificate, key and the CA for client certificates.
@@ -263,6 +270,18 @@ export class MutualTlsUpgrader {
     this.#timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     // Fail now, not at the first connection, when the PEM texts are bad.
     tls.createSecureContext(this.#options);
+    if (options.crl !== undefined) this.setRevocationList(options.crl);
+  }
+
+  /**
+   * Refuse from now on the client certificates these CRLs (PEM) revoke,
+   * instead of those of the list before.
+   *
+   * @param crl One or more PEM CRL blocks.
+   * @throws {RevocationListError} When the text holds no CRL or a damaged one (nothing changes).
+   */
+  setRevocationList(crl: string): void {
+    this.#revoked = revokedSerials(crl);
   }
 
   /**
@@ -303,7 +322,16 @@ export class MutualTlsUpgrader {
         socket.destroy();
         return;
       }
-      const names = certificateNames(socket.getPeerCertificate());
+      const cert = socket.getPeerCertificate();
+      const serial = normalSerial(cert?.serialNumber ?? "");
+      if (socket.authorized && this.#revoked.has(serial)) {
+        socket.destroy();
+        fail(
+          `the client certificate was revoked (serial ${serial} is in the CRL given with --tls-crl)`,
+        );
+        return;
+      }
+      const names = certificateNames(cert);
       if (!socket.authorized || names.length === 0) {
         socket.destroy();
         fail(

@@ -4,7 +4,7 @@
 // Client, Worker and PacketClient; access rules by certificate name.
 
 import assert from "node:assert/strict";
-import { serve, type TlsAccessRules } from "../../server.ts";
+import { RevocationListError, serve, type TlsAccessRules } from "../../server.ts";
 import { AdminClient, Client, ConnectionError, PacketClient, ServerError } from "../../client.ts";
 import { Worker } from "../../worker.ts";
 import { opensslAvailable, sClient as sClientAt, sh } from "./_openssl.ts";
@@ -600,6 +600,141 @@ Deno.test({
       assert.throws(() => plain.setAccessRules({}), /started without tls\.access/);
     } finally {
       await Deno.remove(certs.dir, { recursive: true });
+    }
+  },
+});
+
+/** A CA made with `openssl ca` (so it can revoke), a server certificate, and client certificates. */
+async function makeRevokingCa(names: string[]): Promise<{
+  dir: string;
+  ca: string;
+  server: { cert: string; key: string };
+  clients: Record<string, { cert: string; key: string; certFile: string }>;
+  /** Revoke a client's certificate and return the CA's CRL (PEM) after it. */
+  revoke(name: string): Promise<string>;
+  /** The CRL as it is now. */
+  crl(): Promise<string>;
+}> {
+  const dir = await Deno.makeTempDir({ prefix: "gearman-crl-" });
+  await Deno.writeTextFile(
+    `${dir}/ca.cnf`,
+    `[ ca ]
+default_ca = CA_default
+[ CA_default ]
+dir = ${dir}
+database = $dir/index.txt
+new_certs_dir = $dir
+certificate = $dir/ca.pem
+private_key = $dir/ca.key
+serial = $dir/serial
+crlnumber = $dir/crlnumber
+default_md = sha256
+default_crl_days = 2
+default_days = 2
+policy = policy_any
+[ policy_any ]
+commonName = supplied
+`,
+  );
+  await Deno.writeTextFile(`${dir}/index.txt`, "");
+  await Deno.writeTextFile(`${dir}/serial`, "1000\n");
+  await Deno.writeTextFile(`${dir}/crlnumber`, "1000\n");
+  const ca = await makeCa(dir, "ca");
+  const server = await makeCert(
+    dir,
+    ca,
+    "127.0.0.1",
+    "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+  );
+  const clients: Record<string, { cert: string; key: string; certFile: string }> = {};
+  await Deno.writeTextFile(`${dir}/client.ext`, "extendedKeyUsage=clientAuth\n");
+  for (const name of names) {
+    await sh("openssl", [
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-subj",
+      `/CN=${name}`,
+      "-keyout",
+      `${dir}/${name}.key`,
+      "-out",
+      `${dir}/${name}.csr`,
+    ]);
+    await sh("openssl", [
+      "ca",
+      "-batch",
+      "-config",
+      `${dir}/ca.cnf`,
+      "-in",
+      `${dir}/${name}.csr`,
+      "-out",
+      `${dir}/${name}.pem`,
+      "-extfile",
+      `${dir}/client.ext`,
+    ]);
+    clients[name] = {
+      cert: await Deno.readTextFile(`${dir}/${name}.pem`),
+      key: await Deno.readTextFile(`${dir}/${name}.key`),
+      certFile: `${dir}/${name}.pem`,
+    };
+  }
+  const crl = async () => {
+    await sh("openssl", ["ca", "-config", `${dir}/ca.cnf`, "-gencrl", "-out", `${dir}/crl.pem`]);
+    return await Deno.readTextFile(`${dir}/crl.pem`);
+  };
+  const revoke = async (name: string) => {
+    await sh("openssl", ["ca", "-config", `${dir}/ca.cnf`, "-revoke", clients[name]!.certFile]);
+    return await crl();
+  };
+  return { dir, ca: ca.cert, server, clients, revoke, crl };
+}
+
+Deno.test({
+  name:
+    "mtls: tls.crl (--tls-crl) refuses client certificates the CA revoked; setRevocationList swaps the list, a damaged one changes nothing",
+  ignore: !haveOpenssl,
+  async fn() {
+    const pki = await makeRevokingCa(["alice", "mallory"]);
+    try {
+      const crl = await pki.revoke("mallory");
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.ca, crl },
+      });
+      const port = server.addr.port;
+      const as = (name: string) => ({
+        caCerts: [pki.ca],
+        cert: pki.clients[name]!.cert,
+        key: pki.clients[name]!.key,
+      });
+      const echo = async (name: string): Promise<string> => {
+        await using c = await PacketClient.connect({ port, tls: as(name), timeoutMs: 5000 });
+        c.send("ECHO_REQ", "hi");
+        return (await c.receive(3000)).name ?? "";
+      };
+      assert.equal(await echo("alice"), "ECHO_RES");
+      await assert.rejects(echo("mallory"), "a revoked certificate gets nothing");
+
+      assert.throws(() => server.setRevocationList("garbage"), RevocationListError);
+      assert.equal(await echo("alice"), "ECHO_RES", "a damaged list changed nothing");
+      await assert.rejects(echo("mallory"));
+
+      server.setRevocationList(await pki.revoke("alice"));
+      await assert.rejects(echo("alice"), "revoked by the new list");
+
+      assert.throws(
+        () =>
+          serve({
+            hostname: "127.0.0.1",
+            port: 0,
+            tls: { cert: pki.server.cert, key: pki.server.key, crl },
+          }),
+        /tls\.crl \(--tls-crl\) needs tls\.ca/,
+      );
+    } finally {
+      await Deno.remove(pki.dir, { recursive: true });
     }
   },
 });
