@@ -55,6 +55,7 @@ Deno.test("server CLI rejects bad flags with usage and exit code 2", async (t) =
       /--tls-access needs --tls-ca/,
     ],
     [["--http-tls"], /--http-tls needs --http \[HOST:\]PORT/],
+    [["--gloom-tls"], /--gloom-tls needs --tls-cert and --tls-key/],
     [
       ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-crl", "crl.pem"],
       /--tls-crl needs --tls-ca/,

@@ -17,6 +17,8 @@ export interface GloomFrontEndOptions {
   workerPort: number;
   /** Largest frame accepted, in bytes. */
   maxFrameSize: number;
+  /** Serve both ports over TLS with this certificate chain and key (PEM). */
+  tls?: { cert: string; key: string };
   /** Called after each Gloom connection has closed and left the dispatcher. */
   onConnectionClosed?: () => void;
 }
@@ -40,8 +42,8 @@ function logAdapter(logger: Logger): DispatcherLog {
 
 /** Listens for Gloom masters and workers and serves them from a dispatcher. */
 export class GloomFrontEnd {
-  readonly #master: Deno.TcpListener;
-  readonly #worker: Deno.TcpListener;
+  readonly #master: Deno.Listener;
+  readonly #worker: Deno.Listener;
   readonly #sockets = new Set<GloomSocket>();
   readonly #ctx: GloomContext;
   readonly #logger: Logger = getLogger(["gearman", "gloom"]);
@@ -63,9 +65,9 @@ export class GloomFrontEnd {
       outstanding: new Map(),
       idsByHandle: new Map(),
     };
-    this.#master = listen(options.hostname, options.masterPort, "masters");
+    this.#master = listen(options.hostname, options.masterPort, "masters", options.tls);
     try {
-      this.#worker = listen(options.hostname, options.workerPort, "workers");
+      this.#worker = listen(options.hostname, options.workerPort, "workers", options.tls);
     } catch (err) {
       this.#master.close();
       throw err;
@@ -87,7 +89,7 @@ export class GloomFrontEnd {
     return this.#sockets.size;
   }
 
-  async #acceptLoop(listener: Deno.TcpListener, role: "master" | "worker"): Promise<void> {
+  async #acceptLoop(listener: Deno.Listener, role: "master" | "worker"): Promise<void> {
     try {
       for await (const conn of listener) this.#accept(conn, role);
     } catch (err) {
@@ -100,9 +102,9 @@ export class GloomFrontEnd {
     }
   }
 
-  #accept(conn: Deno.TcpConn, role: "master" | "worker"): void {
+  #accept(conn: Deno.Conn, role: "master" | "worker"): void {
     try {
-      conn.setNoDelay(true);
+      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     } catch { /* not TCP */ }
     // Assigned right after the socket is made; frames arrive later.
     // deno-lint-ignore prefer-const
@@ -157,9 +159,16 @@ export class GloomFrontEnd {
   }
 }
 
-function listen(hostname: string, port: number, who: string): Deno.TcpListener {
+function listen(
+  hostname: string,
+  port: number,
+  who: string,
+  tls: { cert: string; key: string } | undefined,
+): Deno.Listener {
   try {
-    return Deno.listen({ hostname, port, transport: "tcp" });
+    return tls === undefined
+      ? Deno.listen({ hostname, port, transport: "tcp" })
+      : Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key });
   } catch (err) {
     if (err instanceof Error) {
       err.message = `Cannot listen for Gloom ${who} on ${hostname}:${port}: ${err.message}`;

@@ -4,6 +4,8 @@
 import { DEFAULT_GLOOM_MASTER_PORT, DEFAULT_MAX_FRAME_SIZE } from "./frame.ts";
 import { type GloomErrorCode, type GloomId, isGloomId } from "./messages.ts";
 import { GloomSocket } from "./socket.ts";
+import { connectGloom } from "./connect.ts";
+import type { ClientTlsOptions } from "../client/tls_options.ts";
 
 const decoder = new TextDecoder();
 
@@ -71,6 +73,13 @@ export interface GloomConnectOptions {
    * @default {16 MiB}
    */
   maxFrameSize?: number;
+  /**
+   * Connect over TLS (a server started with `--gloom-tls`): CAs to trust
+   * besides the system's (`caCerts`, PEM), and an optional client
+   * certificate.
+   * @default undefined (plain TCP)
+   */
+  tls?: ClientTlsOptions;
 }
 
 /**
@@ -197,11 +206,9 @@ export class GloomMaster implements AsyncDisposable {
       hostname = "127.0.0.1",
       port = DEFAULT_GLOOM_MASTER_PORT,
       maxFrameSize = DEFAULT_MAX_FRAME_SIZE,
+      tls,
     } = options;
-    const conn = await Deno.connect({ hostname, port, transport: "tcp" });
-    try {
-      conn.setNoDelay(true);
-    } catch { /* not TCP */ }
+    const conn = await connectGloom(hostname, port, tls);
     return new GloomMaster(conn, maxFrameSize);
   }
 

@@ -5,6 +5,7 @@ import { DEFAULT_GLOOM_WORKER_PORT, DEFAULT_MAX_FRAME_SIZE } from "./frame.ts";
 import type { GloomConnectOptions } from "./gloom_master.ts";
 import { type GloomId, isGloomId } from "./messages.ts";
 import { GloomSocket } from "./socket.ts";
+import { connectGloom } from "./connect.ts";
 
 const decoder = new TextDecoder();
 
@@ -136,11 +137,9 @@ export class GloomWorker implements AsyncDisposable {
       port = DEFAULT_GLOOM_WORKER_PORT,
       maxFrameSize = DEFAULT_MAX_FRAME_SIZE,
       onError = defaultOnError,
+      tls,
     } = options;
-    const conn = await Deno.connect({ hostname, port, transport: "tcp" });
-    try {
-      conn.setNoDelay(true);
-    } catch { /* not TCP */ }
+    const conn = await connectGloom(hostname, port, tls);
     return new GloomWorker(conn, maxFrameSize, onError);
   }
 

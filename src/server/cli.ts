@@ -40,6 +40,8 @@ Options:
   --gloom-master-port PORT  port for Gloom masters; implies --gloom (default 9998)
   --gloom-worker-port PORT  port for Gloom workers; implies --gloom (default 9999)
   --gloom-max-frame-size N  largest Gloom frame accepted, in bytes (default 16777216)
+  --gloom-tls          Gloom ports over TLS with the --tls-cert/--tls-key certificate;
+                       implies --gloom
   --http [HOST:]PORT   serve /metrics, /healthz, /readyz, a JSON API and a dashboard over
                        HTTP on this address (HOST defaults to 127.0.0.1) (default off)
   --http-tls           serve --http over HTTPS with the --tls-cert/--tls-key certificate
@@ -108,7 +110,7 @@ export interface ServerFlags {
   /** Certificate revocation list file (PEM) for client certificates. */
   tlsCrl: string | undefined;
   /** Gloom listeners, when --gloom or a --gloom-* flag was given. */
-  gloom: { masterPort: number; workerPort: number; maxFrameSize: number } | undefined;
+  gloom: { masterPort: number; workerPort: number; maxFrameSize: number; tls: boolean } | undefined;
   /** HTTP endpoint, when --http was given (`tls`: HTTPS, --http-tls). */
   http: { hostname: string; port: number; tls: boolean } | undefined;
   /** Admin token: remote state-changing admin commands and the HTTP API's. */
@@ -205,6 +207,7 @@ export function parseServerFlags(args: string[]): ServerFlags {
         "gloom-master-port": { type: "string" },
         "gloom-worker-port": { type: "string" },
         "gloom-max-frame-size": { type: "string" },
+        "gloom-tls": { type: "boolean" },
         http: { type: "string" },
         "admin-token": { type: "string" },
         "admin-read": { type: "string" },
@@ -254,7 +257,7 @@ export function parseServerFlags(args: string[]): ServerFlags {
   if (maxMemoryJobs === 0) throw new UsageError("--max-memory-jobs must be at least 1");
   const gloomFlags = ["gloom-master-port", "gloom-worker-port", "gloom-max-frame-size"] as const;
   let gloom: ServerFlags["gloom"];
-  if (values.gloom || gloomFlags.some((f) => values[f] !== undefined)) {
+  if (values.gloom || values["gloom-tls"] || gloomFlags.some((f) => values[f] !== undefined)) {
     gloom = {
       masterPort: integerFlag("gloom-master-port", values["gloom-master-port"], 9998, 65535),
       workerPort: integerFlag("gloom-worker-port", values["gloom-worker-port"], 9999, 65535),
@@ -264,8 +267,14 @@ export function parseServerFlags(args: string[]): ServerFlags {
         16 << 20,
         0xffffffff,
       ),
+      tls: values["gloom-tls"] ?? false,
     };
     if (gloom.maxFrameSize === 0) throw new UsageError("--gloom-max-frame-size must be at least 1");
+    if (gloom.tls && values["tls-cert"] === undefined) {
+      throw new UsageError(
+        "--gloom-tls needs --tls-cert and --tls-key (the certificate it serves)",
+      );
+    }
   }
   const http = httpFlag(values.http);
   if (values["http-tls"]) {

@@ -110,10 +110,12 @@ export interface ServeOptions {
    * (0 picks a free port; read them back from {@link Server.gloomAddrs}).
    * Gloom job types are Gearman function names: both kinds of client and
    * worker share the queues. Frames over `maxFrameSize` bytes get an error
-   * frame and their connection is closed.
-   * @default undefined (no Gloom listeners); ports 9998 and 9999, maxFrameSize 16 MiB
+   * frame and their connection is closed. With `tls: true`, both ports
+   * speak TLS with the server's `tls` certificate and key (clients pass
+   * `tls: { caCerts }` to GloomMaster/GloomWorker.connect).
+   * @default undefined (no Gloom listeners); ports 9998 and 9999, maxFrameSize 16 MiB, tls false
    */
-  gloom?: { masterPort?: number; workerPort?: number; maxFrameSize?: number };
+  gloom?: { masterPort?: number; workerPort?: number; maxFrameSize?: number; tls?: boolean };
   /**
    * Also serve HTTP on its own port (see docs/OBSERVABILITY.md): Prometheus
    * `/metrics`, `/healthz`, `/readyz`, a JSON API under `/api/` and a
@@ -360,7 +362,13 @@ export class Server implements AsyncDisposable {
       masterPort = DEFAULT_GLOOM_MASTER_PORT,
       workerPort = DEFAULT_GLOOM_WORKER_PORT,
       maxFrameSize = DEFAULT_MAX_FRAME_SIZE,
+      tls: gloomTls = false,
     } = gloom ?? {};
+    if (gloomTls && tls === undefined) {
+      throw new TypeError(
+        "Cannot start server: gloom.tls (--gloom-tls) needs tls.cert and tls.key (--tls-cert, --tls-key): the certificate the Gloom ports serve",
+      );
+    }
     checkInteger("gloom.masterPort", masterPort, 0, 65535);
     checkInteger("gloom.workerPort", workerPort, 0, 65535);
     checkInteger("gloom.maxFrameSize", maxFrameSize, 1, 0xffffffff);
@@ -466,6 +474,7 @@ export class Server implements AsyncDisposable {
         masterPort,
         workerPort,
         maxFrameSize,
+        ...(gloomTls && tls !== undefined ? { tls: { cert: tls.cert, key: tls.key } } : {}),
         onConnectionClosed: () => {
           if (this.#stopping) this.#maybeFinish();
         },

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { serve } from "../../server.ts";
 import { AdminClient, Client, ConnectionError } from "../../client.ts";
 import { Worker } from "../../worker.ts";
+import { GloomMaster, GloomWorker } from "../../gloom.ts";
 import { opensslAvailable, sClient, sh } from "./_openssl.ts";
 
 const haveOpenssl = await opensslAvailable("tls_test");
@@ -182,6 +183,48 @@ Deno.test({
       assert.throws(
         () => serve({ hostname: "127.0.0.1", port: 0, http: { port: 0, tls: true } }),
         /http\.tls \(--http-tls\) needs tls\.cert and tls\.key/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "tls: gloom.tls (--gloom-tls) serves the Gloom ports over TLS; GloomMaster and GloomWorker with tls run a job, a plain or untrusting one does not get in",
+  ignore: !haveOpenssl,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "gearman-gloom-tls-" });
+    try {
+      const { ca, cert, key } = await makeCertificates(dir);
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert, key },
+        gloom: { masterPort: 0, workerPort: 0, tls: true },
+      });
+      const { master: m, worker: w } = server.gloomAddrs!;
+      const tls = { caCerts: [ca] };
+      await using worker = await GloomWorker.connect({ port: w.port, tls });
+      worker.join("upper", (body) => String(body).toUpperCase());
+      await using master = await GloomMaster.connect({ port: m.port, tls });
+      assert.equal(await master.submit("upper", "id-1", "secret"), "SECRET");
+
+      // Without TLS, the port says nothing a Gloom client understands.
+      const plain = await GloomMaster.connect({ port: m.port });
+      await assert.rejects(
+        plain.submit("upper", "id-2", "x", { signal: AbortSignal.timeout(3000) }),
+      );
+      await plain.close();
+      // Without the CA, the handshake fails with a clear error.
+      await assert.rejects(
+        GloomMaster.connect({ port: m.port, tls: {} }),
+        /Cannot connect to Gloom 127\.0\.0\.1:\d+ with TLS/,
+      );
+      assert.throws(
+        () => serve({ hostname: "127.0.0.1", port: 0, gloom: { masterPort: 0, tls: true } }),
+        /gloom\.tls \(--gloom-tls\) needs tls\.cert and tls\.key/,
       );
     } finally {
       await Deno.remove(dir, { recursive: true });
