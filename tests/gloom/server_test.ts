@@ -92,15 +92,21 @@ Deno.test("gloom CLI flags", () => {
     masterPort: 9998,
     workerPort: 9999,
     maxFrameSize: 16 * 1024 * 1024,
+    tls: false,
   });
   assert.deepEqual(parseServerFlags(["--gloom-worker-port", "7001"]).gloom, {
     masterPort: 9998,
     workerPort: 7001,
     maxFrameSize: 16 * 1024 * 1024,
+    tls: false,
   });
   assert.deepEqual(
     parseServerFlags(["--gloom-master-port", "0", "--gloom-max-frame-size", "1024"]).gloom,
-    { masterPort: 0, workerPort: 9999, maxFrameSize: 1024 },
+    { masterPort: 0, workerPort: 9999, maxFrameSize: 1024, tls: false },
+  );
+  assert.deepEqual(
+    parseServerFlags(["--gloom-tls", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).gloom,
+    { masterPort: 9998, workerPort: 9999, maxFrameSize: 16 * 1024 * 1024, tls: true },
   );
   assert.throws(() => parseServerFlags(["--gloom-master-port", "x"]), /--gloom-master-port/);
   assert.throws(() => parseServerFlags(["--gloom-max-frame-size", "0"]), /at least 1/);

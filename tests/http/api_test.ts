@@ -287,16 +287,23 @@ Deno.test("http: options and flags are checked", () => {
   assert.deepEqual(parseServerFlags(["--http", "0.0.0.0:9100"]).http, {
     hostname: "0.0.0.0",
     port: 9100,
+    tls: false,
   });
   assert.deepEqual(parseServerFlags(["--http", "9100"]).http, {
     hostname: "127.0.0.1",
     port: 9100,
+    tls: false,
   });
   assert.deepEqual(parseServerFlags(["--http", "[::1]:9100"]).http, {
     hostname: "::1",
     port: 9100,
+    tls: false,
   });
   assert.equal(parseServerFlags([]).http, undefined);
+  assert.deepEqual(
+    parseServerFlags(["--http", "9100", "--http-tls", "--tls-cert", "c", "--tls-key", "k"]).http,
+    { hostname: "127.0.0.1", port: 9100, tls: true },
+  );
   assert.throws(() => parseServerFlags(["--http", "host:"]), UsageError);
   assert.throws(() => parseServerFlags(["--http", "x:99999"]), UsageError);
   assert.equal(parseServerFlags(["--admin-token", TOKEN]).adminToken, TOKEN);
