@@ -19,6 +19,11 @@
 // Flags: --quick, --scenarios a,b, --jobs N, --connections N, --durable-unique,
 // --server ours|gearmand|both, --procs N, --timeout SECONDS,
 // --json PATH, --write / --no-write, --out PATH, -h.
+//
+// Environment: BENCH_DENO_FLAGS (extra deno flags for our server, e.g.
+// --cpu-prof); BENCH_LOAD_NICE=N runs the load processes under `nice -n N`,
+// so on a machine with few cores they do not preempt the servers (it
+// changes the standing of the servers: see docs/BENCHMARKS.md).
 
 import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
@@ -704,7 +709,10 @@ async function spawnLoads(ctx: Ctx, cfgs: NoBase<LoadConfig>[]): Promise<Proc[]>
   const maxMs = Math.max(1000, ctx.dl.at - Date.now() + 5000);
   const procs = cfgs.map((c, i) => {
     const cfg = { ...c, host: HOST, port: ctx.server.port, maxMs } as LoadConfig;
+    // BENCH_LOAD_NICE: the load processes at a lower priority (see the file comment).
+    const nice = Deno.env.get("BENCH_LOAD_NICE");
     const p = new Proc(`load ${c.role} #${i}`, [
+      ...(nice ? ["nice", "-n", nice] : []),
       Deno.execPath(),
       "run",
       "-A",
