@@ -106,8 +106,25 @@ export class AdminCommands {
     this.#host = host;
   }
 
-  /** Run one admin line (a byte string, no newline) for `peer`; returns the whole reply. */
+  /**
+   * Run one admin line (a byte string, no newline) for `peer`; returns the
+   * whole reply. Only a command the cluster's database must answer (`cancel
+   * job` of a job in the shared queue) needs {@link reply}: this throws then.
+   */
   run(peer: Peer, line: string): string {
+    const r = this.reply(peer, line);
+    if (typeof r !== "string") {
+      throw new TypeError(`Cannot answer "${line}" at once: the cluster answers it; use reply()`);
+    }
+    return r;
+  }
+
+  /**
+   * Run one admin line for `peer`: the whole reply, or a promise of it when
+   * the cluster's database must answer (`cancel job` of a job of the shared
+   * queue). The server writes it when it comes, before the next line's.
+   */
+  reply(peer: Peer, line: string): string | Promise<string> {
     const words = line.split(" ").filter((w) => w !== "");
     const cmd = words[0]?.toLowerCase() ?? "";
     const token = this.#host.adminToken;
@@ -389,12 +406,16 @@ export class AdminCommands {
     return out + ".\n";
   }
 
-  #cancel(handle: string): string {
+  #cancel(handle: string): string | Promise<string> {
     const d = this.#d;
     const bytes = new Uint8Array(handle.length);
     for (let i = 0; i < handle.length; i++) bytes[i] = handle.charCodeAt(i);
     const slot = d.slotOfHandle(bytes);
-    if (slot === 0) return d.cancelStored(bytes) ? OK : "ERR UNKNOWN_JOB\r\n";
+    if (slot === 0) {
+      if (d.cancelStored(bytes)) return OK;
+      // In a cluster: a job of the shared queue no server holds.
+      return d.cancelInCluster(bytes) ?? "ERR UNKNOWN_JOB\r\n";
+    }
     d.cancel(slot);
     return OK;
   }

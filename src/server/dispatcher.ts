@@ -359,6 +359,28 @@ export class Dispatcher {
     return this.store.findByHandle(n);
   }
 
+  /**
+   * Cancel a job of the cluster's shared queue (a handle this server does
+   * not have): the admin reply line. Undefined when not in a cluster.
+   */
+  cancelInCluster(handle: Uint8Array): Promise<string> | undefined {
+    const cluster = this.#cluster;
+    if (cluster === undefined) return undefined;
+    const n = this.handleNumberOf(handle);
+    if (n < 0) return undefined;
+    return cluster.cancel(n).then(
+      (r) =>
+        r.state === "cancelled"
+          ? "OK\r\n"
+          : r.state === "unknown"
+          ? "ERR UNKNOWN_JOB\r\n"
+          : `ERR JOB_HELD_ELSEWHERE held+by+${
+            encodeURIComponent(r.heldBy ?? "another server")
+          };+cancel+it+there\r\n`,
+      (err: Error) => `ERR CLUSTER_ERROR ${encodeURIComponent(err.message)}\r\n`,
+    );
+  }
+
   /** Cancel a job kept only in the store; false if there is none. */
   cancelStored(handle: Uint8Array): boolean {
     const j = this.storedOnly(handle);

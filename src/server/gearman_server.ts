@@ -699,8 +699,16 @@ export class Server implements AsyncDisposable {
           if (this.#permitted(peer, peer.access!, type, body)) d.packet(peer, type, body, magic);
         },
       line: (line) => {
-        const reply = admin.run(peer, byteString(line));
-        connection.out().byteString(reply);
+        const reply = admin.reply(peer, byteString(line));
+        if (typeof reply === "string") {
+          connection.out().byteString(reply);
+          return;
+        }
+        // Answered by the cluster's database: later lines wait, so replies stay in order.
+        connection.pause();
+        void reply.then((r) => {
+          if (!connection.closed) connection.out().byteString(r);
+        }).finally(() => connection.resume());
       },
     }, {
       text: true,

@@ -828,6 +828,48 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "postgres: `cancel job` on any server cancels a job of the shared queue no server holds; a held one is refused with the server that holds it; replies stay in order",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2);
+    // No workers anywhere: the jobs go to the shared queue.
+    const ca = await c.connect(a!);
+    const [queued, other] = await submitBackground(ca, "cancelme", ["q1", "q2"]);
+    assert.equal(await c.rows("owner IS NULL"), 2);
+    const admin = await adminOf(b!.port);
+    try {
+      // Pipelined: the cancel's reply (from the database) comes before status's.
+      const [cancelled, rows] = await Promise.all([
+        admin.command(`cancel job ${queued}`),
+        admin.command("status"),
+      ]);
+      assert.deepEqual(cancelled, ["OK"]);
+      assert.ok(Array.isArray(rows));
+      assert.equal(await c.rows(), 1);
+      await assert.rejects(admin.command(`cancel job ${queued}`), /ERR UNKNOWN_JOB/);
+
+      // A job held by A (its worker is asleep there) can only be cancelled on A.
+      const wa = await c.worker(a!, "held-there");
+      assert.equal(await grab(wa), undefined);
+      const [held] = await submitBackground(ca, "held-there", ["h1"]);
+      await waitFor("A to hold the job", async () => await c.rows("owner IS NOT NULL") === 1, 5000);
+      await assert.rejects(
+        admin.command(`cancel job ${held}`),
+        (err: Error) =>
+          err.message.includes(`ERR JOB_HELD_ELSEWHERE held+by+`) &&
+          err.message.includes(`%3A${a!.port};+cancel+it+there`),
+      );
+      assert.equal(await c.rows(), 2, "the held job and the other queued one are still there");
+      assert.ok(other !== undefined);
+    } finally {
+      await admin.close();
+    }
+  },
+});
+
 // Last in the file: the tests above share one PostgreSQL.
 Deno.test({
   name: "postgres: stop the test database",

@@ -259,6 +259,12 @@ export interface ClusterQueue {
   release(handles: number[]): void;
   /** Where a job is in the cluster: unknown, queued, or held by a server. */
   lookup(handle: number): Promise<"unknown" | "queued" | "held">;
+  /**
+   * Cancel a job of the shared queue that no server holds (deleted at
+   * once); a job a server holds can only be cancelled there: `heldBy` names
+   * that server.
+   */
+  cancel(handle: number): Promise<{ state: "cancelled" | "unknown" | "held"; heldBy?: string }>;
   /** The handle and state of the job with this unique id in any function, if any. */
   lookupUnique(unique: Uint8Array): Promise<{ handle: number; held: boolean } | undefined>;
   /** Called when jobs of a function may be waiting (another server queued them, or a server died). */

@@ -909,6 +909,25 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     return row.owner === null ? "queued" : "held";
   }
 
+  async cancel(
+    handle: number,
+  ): Promise<{ state: "cancelled" | "unknown" | "held"; heldBy?: string }> {
+    // The SELECTs see the rows as they were before the DELETE.
+    const [row] = await answerWithin(
+      this.#sql`
+        WITH gone AS (DELETE FROM gearman_jobs WHERE id = ${handle} AND owner IS NULL RETURNING function)
+        SELECT (SELECT function FROM gone) AS gone,
+          (SELECT owner FROM gearman_jobs WHERE id = ${handle}) AS owner,
+          (SELECT s.name FROM gearman_jobs j JOIN gearman_servers s ON s.id = j.owner
+            WHERE j.id = ${handle}) AS holder`.execute(),
+      this.#leaseMs,
+      "a cancel",
+    );
+    if (row?.gone != null) return { state: "cancelled" };
+    if (row?.owner == null) return { state: "unknown" };
+    return { state: "held", heldBy: (row.holder as string | null) ?? `server ${row.owner}` };
+  }
+
   async lookupUnique(
     unique: Uint8Array,
   ): Promise<{ handle: number; held: boolean } | undefined> {
