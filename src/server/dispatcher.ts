@@ -15,6 +15,7 @@ import {
   startsWith,
 } from "../protocol/_bytes.ts";
 import { FunctionEntry } from "./function_entry.ts";
+import { hasUniqueKey, UniqueIndex } from "./unique_index.ts";
 import { JobState, JobTable, Priority, SPILL_BASE } from "./job_table.ts";
 import { Peer, type PeerConnection } from "./peer.ts";
 import { nextCronTime } from "./cron.ts";
@@ -104,6 +105,8 @@ interface Scheduled {
 /** The Gearman dispatcher: every binary packet's semantics. */
 export class Dispatcher {
   readonly jobs: JobTable = new JobTable();
+  /** Live jobs by function and unique id (coalescing). */
+  readonly #uniques: UniqueIndex = new UniqueIndex(this.jobs);
   readonly functions: Map<string, FunctionEntry> = new Map();
   readonly peers: Map<number, Peer> = new Map();
   readonly handlePrefix: Uint8Array;
@@ -864,9 +867,7 @@ export class Dispatcher {
   #forgetUnique(slot: number): void {
     const jobs = this.jobs;
     if (jobs.uniqueLen[slot] === 0) return;
-    const f = this.functionById(jobs.fn[slot]!);
-    const key = uniqueKey(jobs.unique(slot), jobs.data(slot));
-    if (key !== undefined && f.uniques.get(key) === slot) f.uniques.delete(key);
+    this.#uniques.delete(slot);
   }
 
   /** Remove a running or queued job for good. */
@@ -1044,9 +1045,9 @@ export class Dispatcher {
     const data = body.subarray(dataStart);
     const jobs = this.jobs;
 
-    const key = uniqueLen > 0 ? uniqueKey(unique, data) : undefined;
-    if (key !== undefined) {
-      let existing = f.uniques.get(key);
+    const keyed = uniqueLen > 0 && hasUniqueKey(unique, data);
+    if (keyed) {
+      let existing: number | undefined = this.#uniques.get(f.id, unique, data) || undefined;
       if (existing === undefined && f.spilled[0] + f.spilled[1] + f.spilled[2] > 0) {
         const j = this.store.findByUnique(f.name, unique, data);
         if (j !== undefined) {
@@ -1102,7 +1103,7 @@ export class Dispatcher {
     }
 
     if (background && this.#cluster !== undefined) {
-      this.#clusterSubmit(peer, f, priority, unique, data, reducer, runAt, cronText, key);
+      this.#clusterSubmit(peer, f, priority, unique, data, reducer, runAt, cronText, keyed);
       return;
     }
     if (
@@ -1116,7 +1117,7 @@ export class Dispatcher {
     this.stats.submitted++;
     f.metrics.submitted[priority]!++;
     if (reducer !== undefined) this.#reducers.set(slot, reducer);
-    if (key !== undefined) f.uniques.set(key, slot);
+    if (keyed) this.#uniques.add(slot);
     if (!background) this.#addClient(slot, peer);
     if (runAt > 0) this.#runAt.set(slot, runAt);
     if (cronText !== "") this.#cron.set(slot, cronText);
@@ -1308,14 +1309,11 @@ export class Dispatcher {
   }
 
   /** Set up a job read from the store and put it where it can run. */
-  #adopt(slot: number, f: FunctionEntry, j: StoredJob): void {
+  #adopt(slot: number, _f: FunctionEntry, j: StoredJob): void {
     const jobs = this.jobs;
     jobs.retries[slot] = Math.min(j.retries, 0xffff);
     jobs.storeRef[slot] = j.ref ?? 0;
-    if (j.unique.length > 0) {
-      const key = uniqueKey(j.unique, j.data);
-      if (key !== undefined && !f.uniques.has(key)) f.uniques.set(key, slot);
-    }
+    if (j.unique.length > 0) this.#uniques.add(slot);
     if (j.runAt > 0) this.#runAt.set(slot, j.runAt);
     if (j.cron !== "") this.#cron.set(slot, j.cron);
     if (j.reducer !== undefined && j.reducer.length > 0) this.#reducers.set(slot, j.reducer);
@@ -1409,10 +1407,7 @@ export class Dispatcher {
     const slot = this.jobs.add(f.id, priority, true, unique, data);
     this.stats.submitted++;
     f.metrics.submitted[priority]!++;
-    if (unique.length > 0) {
-      const key = uniqueKey(unique, data);
-      if (key !== undefined && !f.uniques.has(key)) f.uniques.set(key, slot);
-    }
+    if (unique.length > 0) this.#uniques.add(slot);
     this.#storeWrite(() => this.jobs.storeRef[slot] = this.store.add(this.#stored(slot)));
     this.#release(slot);
     return slot;
@@ -1453,13 +1448,23 @@ export class Dispatcher {
     else w.byteString("0\x000").end();
   }
 
+  /** The live job a submit of (unique, data) to `f` would coalesce onto, or 0. */
+  uniqueSlotIn(f: FunctionEntry, unique: Uint8Array, data: Uint8Array): number {
+    return this.#uniques.get(f.id, unique, data);
+  }
+
+  /** Jobs in the unique-id index (every live job with a unique key). */
+  get uniqueCount(): number {
+    return this.#uniques.size;
+  }
+
   /** The live job with this unique id in any function, or 0. */
   slotOfUnique(unique: Uint8Array): number {
     if (unique.length === 0) return 0;
-    const key = byteString(unique);
     for (const f of this.functions.values()) {
-      const slot = f.uniques.get(key);
-      if (slot !== undefined) return slot;
+      // No data: a `-` unique id names nothing (its key is the job's data).
+      const slot = this.#uniques.get(f.id, unique, EMPTY);
+      if (slot !== 0) return slot;
     }
     return 0;
   }
@@ -1500,7 +1505,7 @@ export class Dispatcher {
     reducer: Uint8Array | undefined,
     runAt: number,
     cron: string,
-    key: string | undefined,
+    keyed: boolean,
   ): void {
     const cluster = this.#cluster!;
     let handle: number;
@@ -1512,7 +1517,7 @@ export class Dispatcher {
     }
     this.stats.submitted++;
     f.metrics.submitted[priority]!++;
-    if (key === undefined && runAt === 0 && f.workers.size > 0 && f.ready < HOLD_LIMIT) {
+    if (!keyed && runAt === 0 && f.workers.size > 0 && f.ready < HOLD_LIMIT) {
       const jobs = this.jobs;
       const slot = jobs.add(f.id, priority, true, unique, data);
       jobs.setHandle(slot, handle);
@@ -1527,7 +1532,7 @@ export class Dispatcher {
       return;
     }
     const job = detachedJob(handle, handle, f, priority, unique, data, runAt, cron, reducer);
-    if (key === undefined) {
+    if (!keyed) {
       cluster.enqueue(job);
       this.#cork(peer);
       peer.conn.out().begin(RES, T.JOB_CREATED).bytes(this.handlePrefix).decimal(handle).end();
@@ -1784,12 +1789,6 @@ export class Dispatcher {
  * The coalescing key: the unique id, or the data when the unique is "-"
  * (undefined for "-" with no data: such jobs never coalesce, as in gearmand).
  */
-function uniqueKey(unique: Uint8Array, data: Uint8Array): string | undefined {
-  if (unique.length === 1 && unique[0] === 45 /* - */) {
-    return data.length > 0 ? "-\0" + byteString(data) : undefined;
-  }
-  return byteString(unique);
-}
 
 /** The number at the end of any server's handle (`H:host:N`), or -1. */
 function clusterHandleNumber(handle: Uint8Array): number {

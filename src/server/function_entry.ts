@@ -30,8 +30,6 @@ export class FunctionEntry {
   readonly workers: Set<Peer> = new Set();
   /** Capable workers asleep after PRE_SLEEP and not yet woken. */
   readonly sleepers: Set<Peer> = new Set();
-  /** Unique key to slot, for coalescing. */
-  readonly uniques: Map<string, number> = new Map();
   /** Set once `drop function` removed it; peers holding it look it up again. */
   dropped = false;
   /** Cluster: jobs of this function may wait in the shared queue. */

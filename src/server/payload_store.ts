@@ -83,6 +83,23 @@ export class PayloadStore {
   }
 
   /** Free the payload at `ref` of `len` bytes. */
+  /** Whether the stored bytes at `offset` of a payload are `bytes` (compared in place). */
+  equals(ref: PayloadRef, offset: number, bytes: Uint8Array): boolean {
+    let buf: Uint8Array;
+    let at: number;
+    if (ref < 0) {
+      buf = this.#large.get(-ref)!;
+      at = offset;
+    } else {
+      const slab = Math.floor(ref / SLAB_SIZE);
+      buf = this.#slabs[slab]!;
+      at = ref - slab * SLAB_SIZE + offset;
+    }
+    if (at + bytes.length > buf.length) return false;
+    for (let i = 0; i < bytes.length; i++) if (buf[at + i] !== bytes[i]) return false;
+    return true;
+  }
+
   free(ref: PayloadRef, len: number): void {
     this.#bytes -= len;
     if (ref < 0) {

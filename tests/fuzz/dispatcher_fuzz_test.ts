@@ -1350,6 +1350,7 @@ class World {
     }
     if (jobs.count !== live) this.fail(`job table holds ${jobs.count} jobs, expected ${live}`);
 
+    let indexed = 0;
     for (const [name, f] of d.functions) {
       const mine = this.live().filter((j) => j.fn === name);
       for (let p = 0; p < 3; p++) {
@@ -1382,19 +1383,22 @@ class World {
       if (f.workers.size !== workers.length || workers.some((w) => !f.workers.has(w.peer))) {
         this.fail(`${show(name)} has ${f.workers.size} workers, expected ${workers.length}`);
       }
-      for (const [key, slot] of f.uniques) {
-        if (jobs.state[slot] === JobState.FREE || jobs.fn[slot] !== f.id) {
-          this.fail(`${show(name)} unique ${show(key)} points at a dead or foreign slot`);
-        }
-      }
       for (const j of mine) {
         // A job cancelled while running leaves the index (a new submit with its
         // unique starts a new job rather than joining one that will not report).
         if (j.cancelled) continue;
-        if (j.key !== undefined && f.uniques.get(j.key) !== d.slotOfHandle(bytes(j.h))) {
+        if (j.key === undefined) continue;
+        indexed++;
+        const slot = d.uniqueSlotIn(f, bytes(j.unique), bytes(j.data));
+        if (slot !== d.slotOfHandle(bytes(j.h))) {
           this.fail(`${j.h} (unique ${show(j.key)}) is missing from ${show(name)}'s unique index`);
+        } else if (jobs.state[slot] === JobState.FREE || jobs.fn[slot] !== f.id) {
+          this.fail(`${show(name)} unique ${show(j.key)} points at a dead or foreign slot`);
         }
       }
+    }
+    if (d.uniqueCount !== indexed) {
+      this.fail(`the unique index holds ${d.uniqueCount} jobs, expected ${indexed}`);
     }
 
     for (const sp of this.byId.values()) {
