@@ -81,3 +81,88 @@ export async function sClient(
   }
   return text;
 }
+
+/** A certificate and its key, as PEM text and files. */
+export interface Pem {
+  cert: string;
+  key: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/** A self-signed CA named `name`, its files in `dir`. */
+export async function makeCa(dir: string, name: string): Promise<Pem> {
+  const certFile = `${dir}/${name}.pem`;
+  const keyFile = `${dir}/${name}.key`;
+  await sh("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name}`,
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+  ]);
+  return {
+    cert: await Deno.readTextFile(certFile),
+    key: await Deno.readTextFile(keyFile),
+    certFile,
+    keyFile,
+  };
+}
+
+/**
+ * A certificate for `cn` signed by `ca`, with the extensions in `ext`
+ * (`cn` empty: a subject with no CN, named `file` on disk).
+ */
+export async function makeCert(
+  dir: string,
+  ca: Pem,
+  cn: string,
+  ext: string,
+  file = cn,
+): Promise<Pem> {
+  const base = `${dir}/${file.replaceAll(/[^a-z0-9]/gi, "_")}`;
+  await sh("openssl", [
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    cn === "" ? "/O=gearman tests" : `/CN=${cn}/O=gearman tests`,
+    "-keyout",
+    `${base}.key`,
+    "-out",
+    `${base}.csr`,
+  ]);
+  await Deno.writeTextFile(`${base}.ext`, ext);
+  await sh("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    `${base}.csr`,
+    "-CA",
+    ca.certFile,
+    "-CAkey",
+    ca.keyFile,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    `${base}.ext`,
+    "-out",
+    `${base}.pem`,
+  ]);
+  return {
+    cert: await Deno.readTextFile(`${base}.pem`),
+    key: await Deno.readTextFile(`${base}.key`),
+    certFile: `${base}.pem`,
+    keyFile: `${base}.key`,
+  };
+}

@@ -8,62 +8,20 @@ import { serve } from "../../server.ts";
 import { AdminClient, Client, ConnectionError } from "../../client.ts";
 import { Worker } from "../../worker.ts";
 import { GloomMaster, GloomWorker } from "../../gloom.ts";
-import { opensslAvailable, sClient, sh } from "./_openssl.ts";
+import { makeCa, makeCert, opensslAvailable, sClient } from "./_openssl.ts";
 
 const haveOpenssl = await opensslAvailable("tls_test");
 
 /** A CA, and a server certificate it signed for 127.0.0.1 and localhost. */
 async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
-  await sh("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=gearman test CA",
-    "-keyout",
-    `${dir}/ca.key`,
-    "-out",
-    `${dir}/ca.pem`,
-  ]);
-  await sh("openssl", [
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-subj",
-    "/CN=127.0.0.1",
-    "-keyout",
-    `${dir}/server.key`,
-    "-out",
-    `${dir}/server.csr`,
-  ]);
-  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  await sh("openssl", [
-    "x509",
-    "-req",
-    "-in",
-    `${dir}/server.csr`,
-    "-CA",
-    `${dir}/ca.pem`,
-    "-CAkey",
-    `${dir}/ca.key`,
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-extfile",
-    `${dir}/ext.cnf`,
-    "-out",
-    `${dir}/server.pem`,
-  ]);
-  return {
-    ca: await Deno.readTextFile(`${dir}/ca.pem`),
-    cert: await Deno.readTextFile(`${dir}/server.pem`),
-    key: await Deno.readTextFile(`${dir}/server.key`),
-  };
+  const ca = await makeCa(dir, "ca");
+  const server = await makeCert(
+    dir,
+    ca,
+    "127.0.0.1",
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+  );
+  return { ca: ca.cert, cert: server.cert, key: server.key };
 }
 
 Deno.test({
