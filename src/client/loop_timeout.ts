@@ -62,3 +62,31 @@ export function loopTimeout(ms: number, onTimeout: () => void): () => void {
     timer = undefined;
   };
 }
+
+/**
+ * `p`, or a rejection with `message` once `ms` of event-loop time pass
+ * without it settling ({@link loopTimeout}); `onTimeout` runs first (to
+ * close what `p` waits on). A late rejection of `p` is not reported.
+ *
+ * @param p What to wait for.
+ * @param ms Longest wait, in ms of event-loop time.
+ * @param message The timeout error's message.
+ * @param onTimeout Called when the time is up, before the rejection.
+ * @returns `p`'s outcome, or the timeout.
+ */
+export function withinLoopTime<T>(
+  p: Promise<T>,
+  ms: number,
+  message: string,
+  onTimeout?: () => void,
+): Promise<T> {
+  let cancel: (() => void) | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    cancel = loopTimeout(ms, () => {
+      onTimeout?.();
+      reject(new Error(message));
+    });
+  });
+  p.catch(() => {}); // lost the race: its error is not news
+  return Promise.race([p, timeout]).finally(() => cancel?.());
+}

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { loopTimeout } from "./loop_timeout.ts";
+import { withinLoopTime } from "./loop_timeout.ts";
 import { type ClientTlsOptions, connectTlsOptions } from "./tls_options.ts";
 import { Magic, type Packet, splitArgs } from "../protocol/packet.ts";
 import { type PacketTypeName, packetTypeName } from "../protocol/packet_type.ts";
@@ -155,22 +155,17 @@ export class PacketClient implements AsyncDisposable {
       return new PacketClient(conn);
     })();
     if (timeoutMs === undefined) return await attempt;
-    let cancel: (() => void) | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      cancel = loopTimeout(timeoutMs, () => {
+    return await withinLoopTime(
+      attempt,
+      timeoutMs,
+      `no answer in ${timeoutMs} ms${tls ? " (TLS handshake)" : ""}`,
+      () => {
         timedOut = true;
         try {
           socket?.close(); // ends a handshake in progress
         } catch { /* closed already */ }
-        reject(new Error(`no answer in ${timeoutMs} ms${tls ? " (TLS handshake)" : ""}`));
-      });
-    });
-    attempt.catch(() => {}); // lost the race: its error is not news
-    try {
-      return await Promise.race([attempt, timeout]);
-    } finally {
-      cancel?.();
-    }
+      },
+    );
   }
 
   #push(item: Item): void {

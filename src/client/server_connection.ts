@@ -7,7 +7,7 @@ import { Magic } from "../protocol/packet.ts";
 import { Connection } from "../transport/connection.ts";
 import type { PacketWriter } from "../protocol/packet_writer.ts";
 import { ConnectionError } from "./errors.ts";
-import { loopTimeout } from "./loop_timeout.ts";
+import { loopTimeout, withinLoopTime } from "./loop_timeout.ts";
 import type { ServerAddress } from "./server_address.ts";
 
 /** What a server connection reports to its owner. */
@@ -158,22 +158,15 @@ export class ServerConnection {
     }
     if ("setNoDelay" in tcp) tcp.setNoDelay(true);
     if (this.#options.tls) {
-      let cancelHandshakeTimeout: (() => void) | undefined;
       try {
         // A server that takes the TCP connection but never answers the TLS
         // handshake (not TLS, or stuck) must not hold the connect forever.
-        await Promise.race([
+        const ms = this.#options.connectTimeoutMs;
+        await withinLoopTime(
           (tcp as Deno.TlsConn).handshake(),
-          new Promise<never>((_, reject) => {
-            cancelHandshakeTimeout = loopTimeout(
-              this.#options.connectTimeoutMs,
-              () =>
-                reject(
-                  new Error(`no TLS handshake in ${this.#options.connectTimeoutMs} ms`),
-                ),
-            );
-          }),
-        ]).finally(() => cancelHandshakeTimeout?.());
+          ms,
+          `no TLS handshake in ${ms} ms`,
+        );
       } catch (err) {
         tcp.close();
         this.#failures++;

@@ -2,7 +2,7 @@
 // (the server started with --gloom-tls) with the handshake done and bounded.
 
 import { type ClientTlsOptions, connectTlsOptions } from "../client/tls_options.ts";
-import { loopTimeout } from "../client/loop_timeout.ts";
+import { withinLoopTime } from "../client/loop_timeout.ts";
 
 /** Longest wait for a TLS handshake with a Gloom port. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -30,17 +30,12 @@ export async function connectGloom(
     return conn;
   }
   const conn = await Deno.connectTls({ hostname, port, ...connectTlsOptions(tls) });
-  let cancel: (() => void) | undefined;
   try {
-    await Promise.race([
+    await withinLoopTime(
       conn.handshake(),
-      new Promise<never>((_, reject) => {
-        cancel = loopTimeout(
-          HANDSHAKE_TIMEOUT_MS,
-          () => reject(new Error(`no TLS handshake in ${HANDSHAKE_TIMEOUT_MS} ms`)),
-        );
-      }),
-    ]);
+      HANDSHAKE_TIMEOUT_MS,
+      `no TLS handshake in ${HANDSHAKE_TIMEOUT_MS} ms`,
+    );
   } catch (err) {
     try {
       conn.close();
@@ -51,8 +46,6 @@ export async function connectGloom(
       }; check that the server runs with --gloom-tls and that tls.caCerts trusts its certificate`,
       { cause: err },
     );
-  } finally {
-    cancel?.();
   }
   return conn;
 }

@@ -414,7 +414,19 @@ export class AdminCommands {
     if (slot === 0) {
       if (d.cancelStored(bytes)) return OK;
       // In a cluster: a job of the shared queue no server holds.
-      return d.cancelInCluster(bytes) ?? "ERR UNKNOWN_JOB\r\n";
+      const inCluster = d.cancelInCluster(bytes);
+      if (inCluster === undefined) return "ERR UNKNOWN_JOB\r\n";
+      return inCluster.then(
+        (r) =>
+          r.state === "cancelled"
+            ? OK
+            : r.state === "unknown"
+            ? "ERR UNKNOWN_JOB\r\n"
+            : `ERR JOB_HELD_ELSEWHERE held+by+${
+              encodeURIComponent(r.heldBy ?? "another server")
+            };+cancel+it+there\r\n`,
+        (err: Error) => `ERR CLUSTER_ERROR ${encodeURIComponent(err.message)}\r\n`,
+      );
     }
     d.cancel(slot);
     return OK;

@@ -3,7 +3,7 @@
 
 import { parseArgs } from "node:util";
 import { configure, getConsoleSink, type LogLevel } from "@logtape/logtape";
-import { DEFAULT_PORT, serve, type Server } from "./gearman_server.ts";
+import { DEFAULT_PORT, serve } from "./gearman_server.ts";
 import type { AdminReadAccess } from "./admin_commands.ts";
 import type { JobStore } from "./store/job_store.ts";
 import { PostgresJobStore } from "./store/postgres_store.ts";
@@ -119,35 +119,24 @@ export interface ServerFlags {
   adminRead: AdminReadAccess;
 }
 
-/** Re-read the --tls-access file and apply it (SIGHUP); say what happened on stderr. */
-async function reloadAccess(server: Server, file: string): Promise<void> {
+/**
+ * Re-read `file` (given with `flag`) and `apply` it (SIGHUP); say on
+ * stderr what happened: `apply`'s description of what is now in force, or
+ * why the old state (`kept`) stays.
+ */
+async function reload(
+  flag: string,
+  file: string,
+  kept: string,
+  apply: (text: string) => string,
+): Promise<void> {
   try {
-    const rules = JSON.parse(await Deno.readTextFile(file));
-    server.setAccessRules(rules);
-    console.error(
-      `reloaded --tls-access ${file}: ${
-        Object.keys(rules).length
-      } name(s); open connections follow the new rules`,
-    );
+    console.error(`reloaded ${flag} ${file}: ${apply(await Deno.readTextFile(file))}`);
   } catch (err) {
     console.error(
-      `error: cannot reload --tls-access ${file}: ${
+      `error: cannot reload ${flag} ${file}: ${
         (err as Error).message
-      }; the rules in force stay (fix the file and send SIGHUP again)`,
-    );
-  }
-}
-
-/** Re-read the --tls-crl file and apply it (SIGHUP); say what happened on stderr. */
-async function reloadCrl(server: Server, file: string): Promise<void> {
-  try {
-    server.setRevocationList(await Deno.readTextFile(file));
-    console.error(`reloaded --tls-crl ${file}: new handshakes check it`);
-  } catch (err) {
-    console.error(
-      `error: cannot reload --tls-crl ${file}: ${
-        (err as Error).message
-      }; the list in force stays (fix the file and send SIGHUP again)`,
+      }; ${kept} (fix the file and send SIGHUP again)`,
     );
   }
 }
@@ -498,8 +487,19 @@ export async function runServerCli(args: string[]): Promise<number> {
     // SIGHUP: read the --tls-access and --tls-crl files again; a bad one
     // leaves what was in force.
     handlers.push(["SIGHUP", () => {
-      if (accessFile !== undefined) void reloadAccess(server, accessFile);
-      if (crlFile !== undefined) void reloadCrl(server, crlFile);
+      if (accessFile !== undefined) {
+        void reload("--tls-access", accessFile, "the rules in force stay", (text) => {
+          const rules = JSON.parse(text);
+          server.setAccessRules(rules);
+          return `${Object.keys(rules).length} name(s); open connections follow the new rules`;
+        });
+      }
+      if (crlFile !== undefined) {
+        void reload("--tls-crl", crlFile, "the list in force stays", (text) => {
+          server.setRevocationList(text);
+          return "new handshakes check it";
+        });
+      }
     }]);
   }
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);

@@ -364,24 +364,13 @@ export class Dispatcher {
 
   /**
    * Cancel a job of the cluster's shared queue (a handle this server does
-   * not have): the admin reply line. Undefined when not in a cluster.
+   * not have). Undefined when not in a cluster or not a handle of ours.
    */
-  cancelInCluster(handle: Uint8Array): Promise<string> | undefined {
-    const cluster = this.#cluster;
-    if (cluster === undefined) return undefined;
+  cancelInCluster(
+    handle: Uint8Array,
+  ): Promise<{ state: "cancelled" | "unknown" | "held"; heldBy?: string }> | undefined {
     const n = this.handleNumberOf(handle);
-    if (n < 0) return undefined;
-    return cluster.cancel(n).then(
-      (r) =>
-        r.state === "cancelled"
-          ? "OK\r\n"
-          : r.state === "unknown"
-          ? "ERR UNKNOWN_JOB\r\n"
-          : `ERR JOB_HELD_ELSEWHERE held+by+${
-            encodeURIComponent(r.heldBy ?? "another server")
-          };+cancel+it+there\r\n`,
-      (err: Error) => `ERR CLUSTER_ERROR ${encodeURIComponent(err.message)}\r\n`,
-    );
+    return this.#cluster === undefined || n < 0 ? undefined : this.#cluster.cancel(n);
   }
 
   /** Cancel a job kept only in the store; false if there is none. */

@@ -117,6 +117,22 @@ export async function makeCa(dir: string, name: string): Promise<Pem> {
   };
 }
 
+/** A new key (`base`.key) and a signing request (`base`.csr) for `subject`. */
+export async function makeCsr(base: string, subject: string): Promise<void> {
+  await sh("openssl", [
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    subject,
+    "-keyout",
+    `${base}.key`,
+    "-out",
+    `${base}.csr`,
+  ]);
+}
+
 /**
  * A certificate for `cn` signed by `ca`, with the extensions in `ext`
  * (`cn` empty: a subject with no CN, named `file` on disk).
@@ -129,18 +145,7 @@ export async function makeCert(
   file = cn,
 ): Promise<Pem> {
   const base = `${dir}/${file.replaceAll(/[^a-z0-9]/gi, "_")}`;
-  await sh("openssl", [
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-subj",
-    cn === "" ? "/O=gearman tests" : `/CN=${cn}/O=gearman tests`,
-    "-keyout",
-    `${base}.key`,
-    "-out",
-    `${base}.csr`,
-  ]);
+  await makeCsr(base, cn === "" ? "/O=gearman tests" : `/CN=${cn}/O=gearman tests`);
   await Deno.writeTextFile(`${base}.ext`, ext);
   await sh("openssl", [
     "x509",

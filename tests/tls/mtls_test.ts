@@ -10,6 +10,7 @@ import { Worker } from "../../worker.ts";
 import {
   makeCa,
   makeCert,
+  makeCsr,
   opensslAvailable,
   type Pem,
   sClient as sClientAt,
@@ -572,18 +573,7 @@ commonName = supplied
   const clients: Record<string, { cert: string; key: string; certFile: string }> = {};
   await Deno.writeTextFile(`${dir}/client.ext`, "extendedKeyUsage=clientAuth\n");
   for (const name of names) {
-    await sh("openssl", [
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      `/CN=${name}`,
-      "-keyout",
-      `${dir}/${name}.key`,
-      "-out",
-      `${dir}/${name}.csr`,
-    ]);
+    await makeCsr(`${dir}/${name}`, `/CN=${name}`);
     await sh("openssl", [
       "ca",
       "-batch",

@@ -82,16 +82,26 @@ export class SqliteJobLog {
   #retryDeletes: number[] = [];
   #buffer = new Uint8Array(64 * 1024);
   #view = new DataView(this.#buffer.buffer);
-  #insert: StatementSync | undefined;
-  #setBits: StatementSync | undefined;
-  #deleteRow: StatementSync | undefined;
-  #deleteBits: StatementSync | undefined;
-  #setRetries: StatementSync | undefined;
-  #deleteRetries: StatementSync | undefined;
+  readonly #insert: StatementSync;
+  readonly #setBits: StatementSync;
+  readonly #deleteRow: StatementSync;
+  readonly #deleteBits: StatementSync;
+  readonly #setRetries: StatementSync;
+  readonly #deleteRetries: StatementSync;
 
   /** Read the log's bookkeeping (one row per commit, not the jobs). */
   constructor(db: DatabaseSync) {
     this.#db = db;
+    this.#insert = db.prepare(
+      "INSERT INTO job_log (id, count, first_seq, last_seq, jobs) VALUES (?, ?, ?, ?, ?)",
+    );
+    this.#setBits = db.prepare("INSERT OR REPLACE INTO job_log_done (id, bits) VALUES (?, ?)");
+    this.#deleteRow = db.prepare("DELETE FROM job_log WHERE id = ?");
+    this.#deleteBits = db.prepare("DELETE FROM job_log_done WHERE id = ?");
+    this.#setRetries = db.prepare(
+      "INSERT OR REPLACE INTO job_log_retries (handle, retries) VALUES (?, ?)",
+    );
+    this.#deleteRetries = db.prepare("DELETE FROM job_log_retries WHERE handle = ?");
     const bits = new Map<number, Uint8Array>();
     for (const r of db.prepare("SELECT id, bits FROM job_log_done").iterate()) {
       const row = r as { id: number; bits: Uint8Array };
@@ -134,13 +144,6 @@ export class SqliteJobLog {
   get pending(): boolean {
     return this.#pending.length > 0 || this.#dirty.length > 0 || this.#retryWrites.size > 0 ||
       this.#retryDeletes.length > 0;
-  }
-
-  /** Live jobs in the log. */
-  get size(): number {
-    let n = 0;
-    for (const r of this.#rows.values()) n += r.live;
-    return n;
   }
 
   /** Buffer a job ({@link takes} must hold); returns its reference. */
@@ -215,27 +218,15 @@ export class SqliteJobLog {
    * {@link committed} or {@link failed} after it ends.
    */
   write(): void {
-    const db = this.#db;
     for (const row of this.#pending) this.#writeRow(row);
-    this.#deleteRow ??= db.prepare("DELETE FROM job_log WHERE id = ?");
-    this.#deleteBits ??= db.prepare("DELETE FROM job_log_done WHERE id = ?");
-    this.#setBits ??= db.prepare("INSERT OR REPLACE INTO job_log_done (id, bits) VALUES (?, ?)");
     for (const row of this.#dirty) {
       if (row.live === 0) {
         this.#deleteRow.run(row.id);
         this.#deleteBits.run(row.id);
       } else this.#setBits.run(row.id, row.bits);
     }
-    if (this.#retryWrites.size > 0) {
-      this.#setRetries ??= db.prepare(
-        "INSERT OR REPLACE INTO job_log_retries (handle, retries) VALUES (?, ?)",
-      );
-      for (const [handle, n] of this.#retryWrites) this.#setRetries.run(handle, n);
-    }
-    if (this.#retryDeletes.length > 0) {
-      this.#deleteRetries ??= db.prepare("DELETE FROM job_log_retries WHERE handle = ?");
-      for (const handle of this.#retryDeletes) this.#deleteRetries.run(handle);
-    }
+    for (const [handle, n] of this.#retryWrites) this.#setRetries.run(handle, n);
+    for (const handle of this.#retryDeletes) this.#deleteRetries.run(handle);
   }
 
   /** Encode a buffered row's jobs into one blob and insert it (nothing if all ended already). */
@@ -286,21 +277,13 @@ export class SqliteJobLog {
       buf.set(j.data, at);
       at += j.data.length;
     }
-    this.#insert ??= this.#db.prepare(
-      "INSERT INTO job_log (id, count, first_seq, last_seq, jobs) VALUES (?, ?, ?, ?, ?)",
-    );
     this.#insert.run(row.id, jobs.length, firstSeq, lastSeq, buf.subarray(0, at));
     if (buf.length > KEEP_BUFFER_BYTES) {
       // A commit of big jobs: do not keep its buffer for good.
       this.#buffer = new Uint8Array(64 * 1024);
       this.#view = new DataView(this.#buffer.buffer);
     }
-    if (skipped) {
-      this.#setBits ??= this.#db.prepare(
-        "INSERT OR REPLACE INTO job_log_done (id, bits) VALUES (?, ?)",
-      );
-      this.#setBits.run(row.id, done);
-    }
+    if (skipped) this.#setBits.run(row.id, done);
   }
 
   /** The transaction of {@link write} committed. */
@@ -338,11 +321,6 @@ export class SqliteJobLog {
    * ends and retry counts stay buffered for the next commit.
    */
   failed(): void {
-    this.#pending = [];
-  }
-
-  /** Forget buffered payload views (their jobs may be freed): used when closing. */
-  clear(): void {
     this.#pending = [];
   }
 
