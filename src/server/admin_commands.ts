@@ -371,6 +371,7 @@ export class AdminCommands {
       if (cmd === "retry") d.resubmit(l.function, l.unique, l.data, l.priority);
       d.store.removeDeadLetter(l.id);
     }
+    d.storeChanged();
     return `OK ${chosen.length}\r\n`;
   }
 

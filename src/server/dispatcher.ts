@@ -1365,6 +1365,11 @@ export class Dispatcher {
     return slot;
   }
 
+  /** Something was written to the store outside a job's life (e.g. a dead letter purged): commit it soon. */
+  storeChanged(): void {
+    if (this.store.durable && this.store.pending) this.#scheduleCommit();
+  }
+
   /** Commit now (before reading the store), if anything is buffered. */
   #commitNow(): void {
     if (this.store.pending || this.#corked.length > 0) this.#commit();

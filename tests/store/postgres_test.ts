@@ -85,6 +85,14 @@ class Cluster implements AsyncDisposable {
     )).trim());
   }
 
+  /** Rows in a table of the cluster's database. */
+  async count(table: string): Promise<number> {
+    const db = new URL(this.url).pathname.slice(1);
+    return Number(
+      (await (await postgresServer()).psql(`SELECT count(*) FROM ${table}`, db)).trim(),
+    );
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await closeAll(...this.conns);
     for (const s of this.servers) await s.kill("SIGTERM");
@@ -394,7 +402,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "postgres: a job whose workers keep dying becomes a dead letter visible on every server",
+  name:
+    "postgres: a job whose workers keep dying becomes a dead letter visible on every server; `purge dead` is committed at once",
   ignore,
   async fn() {
     await using c = await Cluster.create();
@@ -412,6 +421,14 @@ Deno.test({
         const lines = await admin.command("show dead");
         return lines.some((l) => l.includes("crash"));
       }, 10_000);
+      // Nothing else is written after the purge: it must reach the database by itself.
+      assert.equal(await c.count("gearman_dead"), 1);
+      assert.equal(await admin.purgeDeadLetters("all"), 1);
+      await waitFor(
+        "the purge to reach the database",
+        async () => await c.count("gearman_dead") === 0,
+        5000,
+      );
     } finally {
       await admin.close();
     }
