@@ -592,6 +592,46 @@ Deno.test({
 
 Deno.test({
   name:
+    "postgres: a dead letter written again (its commit timed out, then landed) is kept once; a later failure of the same job is its own letter",
+  ignore,
+  async fn() {
+    const url = await freshDatabase();
+    const store = await PostgresJobStore.open(url, { name: "dead-once" });
+    const letter = {
+      handle: 77,
+      function: "poison",
+      unique: new TextEncoder().encode("u-1"),
+      data: new TextEncoder().encode("bad"),
+      priority: 1,
+      retries: 3,
+      failedAt: 1_700_000_000_000,
+      reason: "worker disconnected it",
+    };
+    try {
+      store.addDeadLetter(letter);
+      await store.commit();
+      // The retry of a commit that timed out writes the same letter again.
+      store.addDeadLetter(letter);
+      await store.commit();
+      // The same job failing again later (retried by an operator) is a new letter.
+      store.addDeadLetter({ ...letter, failedAt: letter.failedAt + 5000 });
+      await store.commit();
+    } finally {
+      await store.close();
+    }
+    const db = new URL(url).pathname.slice(1);
+    assert.equal(
+      (await (await postgresServer()).psql(
+        "SELECT string_agg(failed_at::text, ',' ORDER BY id) FROM gearman_dead",
+        db,
+      )).trim(),
+      "1700000000000,1700000005000",
+    );
+  },
+});
+
+Deno.test({
+  name:
     "postgres: in one commit, the end of a job with a unique id comes before a new submit with that id (a new job, not lost)",
   ignore,
   async fn() {

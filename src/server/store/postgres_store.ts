@@ -710,12 +710,17 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
             q.push(insertUnique(tx, u).then((h) => handles.push(h)));
             notify.add(u.job.function);
           }
+          // Once per failure (job handle, time, retries): a commit that timed
+          // out gives its dead letters back to the next commit, and may still
+          // land itself.
           for (const d of dead) {
             q.push(
               tx`
             INSERT INTO gearman_dead (handle, function, uniq, data, priority, retries, failed_at, reason)
-            VALUES (${d.handle}, ${d.function}, ${d.unique}, ${d.data}, ${d.priority}, ${d.retries},
-              ${d.failedAt}, ${d.reason})`.execute(),
+            SELECT ${d.handle}, ${d.function}, ${d.unique}, ${d.data}, ${d.priority}, ${d.retries},
+              ${d.failedAt}, ${d.reason}
+            WHERE NOT EXISTS (SELECT 1 FROM gearman_dead WHERE handle = ${d.handle}
+              AND failed_at = ${d.failedAt} AND retries = ${d.retries})`.execute(),
             );
           }
           if (deadRemoves.length > 0) {
