@@ -38,6 +38,7 @@ export { StoreError } from "./src/server/store/sqlite_store.ts";
 export { RevocationListError } from "./src/transport/revocation_list.ts";
 export type {
   ClusterDepth,
+  ClusterJob,
   ClusterQueue,
   ClusterServer,
   DeadLetter,

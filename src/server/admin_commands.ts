@@ -6,6 +6,7 @@
 import { byteString } from "../protocol/_bytes.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import type { Peer } from "./peer.ts";
+import type { ClusterJob } from "./store/job_store.ts";
 
 /**
  * Who may run read-only admin commands on the Gearman port (`--admin-read`,
@@ -302,28 +303,61 @@ export class AdminCommands {
 
   #priorityStatus(): string {
     let out = "";
+    // In a cluster, the shared queue's jobs no server holds yet count too (as in `status`).
+    const depth = this.#d.store.cluster?.depth();
+    const none = [0, 0, 0] as const;
     for (const f of this.#d.functions.values()) {
+      const shared = depth?.get(f.name)?.queuedByPriority ?? none;
       // Scheduled jobs are NORMAL priority (SUBMIT_JOB_EPOCH/_SCHED); gearmand counts them queued.
       // Jobs waiting in the store's overflow count too.
-      out += `${f.name}\t${f.queues[0].length + f.spilled[0]}\t${
-        f.queues[1].length + f.scheduled + f.spilled[1]
-      }\t${f.queues[2].length + f.spilled[2]}\t${f.workers.size}\n`;
+      out += `${f.name}\t${f.queues[0].length + f.spilled[0] + shared[0]}\t${
+        f.queues[1].length + f.scheduled + f.spilled[1] + shared[1]
+      }\t${f.queues[2].length + f.spilled[2] + shared[2]}\t${f.workers.size}\n`;
+    }
+    for (const [name, d] of depth ?? []) {
+      const q = d.queuedByPriority;
+      if (this.#d.functions.has(name) || d.queued === 0 || q === undefined) continue;
+      out += `${name}\t${q[0]}\t${q[1]}\t${q[2]}\t0\n`;
     }
     return out + ".\n";
   }
 
-  #showJobs(): string {
+  /**
+   * In a cluster: `local` (this server's lines) and a line per job of the
+   * shared queue that other servers hold or none holds yet, as `line` makes
+   * it; without a cluster, `local` alone.
+   */
+  #withClusterJobs(
+    local: string,
+    scheduledOnly: boolean,
+    line: (j: ClusterJob, handle: string) => string,
+  ): string | Promise<string> {
+    const cluster = this.#d.store.cluster;
+    if (cluster === undefined) return local + ".\n";
+    const prefix = byteString(this.#d.handlePrefix);
+    return cluster.otherJobs(scheduledOnly).then(
+      (jobs) => {
+        let out = local;
+        for (const j of jobs) out += line(j, `${prefix}${j.handle}`);
+        return out + ".\n";
+      },
+      (err: Error) => `ERR CLUSTER_ERROR ${encodeURIComponent(err.message)}\r\n`,
+    );
+  }
+
+  /** Columns as gearmand: handle, retries, ignored (no one waits), background; in a cluster, the shared queue's too. */
+  #showJobs(): string | Promise<string> {
     const d = this.#d;
     const jobs = d.jobs;
     let out = "";
     for (const slot of jobs.slots()) {
-      // Columns as gearmand: handle, retries, ignored (no one waits), background.
       const ignored = jobs.background[slot] === 0 && d.clientsOf(slot).length === 0 ? 1 : 0;
       out += `${d.handleString(slot)}\t${jobs.retries[slot]}\t${ignored}\t${
         jobs.background[slot]
       }\n`;
     }
-    return out + ".\n";
+    // Jobs of the shared queue are background jobs.
+    return this.#withClusterJobs(out, false, (j, h) => `${h}\t${j.retries}\t0\t1\n`);
   }
 
   #showUniqueJobs(): string {
@@ -333,8 +367,8 @@ export class AdminCommands {
     return out + ".\n";
   }
 
-  /** Scheduled jobs: handle, function, run-at time (ISO 8601, UTC), unique. */
-  #showScheduled(): string {
+  /** Scheduled jobs: handle, function, run-at time (ISO 8601, UTC), unique; in a cluster, the shared queue's too. */
+  #showScheduled(): string | Promise<string> {
     const d = this.#d;
     let out = "";
     for (const { slot, runAt } of d.scheduledJobs()) {
@@ -342,7 +376,12 @@ export class AdminCommands {
         new Date(runAt).toISOString()
       }\t${byteString(d.jobs.unique(slot))}\n`;
     }
-    return out + ".\n";
+    return this.#withClusterJobs(
+      out,
+      true,
+      (j, h) =>
+        `${h}\t${j.function}\t${new Date(j.runAt).toISOString()}\t${byteString(j.unique)}\n`,
+    );
   }
 
   /** Dead letters: id, old handle, function, unique, retries, failed at, reason. */

@@ -1086,7 +1086,12 @@ export class Dispatcher {
       return;
     }
     const limit = f.maxQueue?.[priority] ?? this.defaultMaxQueue;
-    if (limit > 0 && f.total >= limit) {
+    // In a cluster the shared queue's jobs no server holds count too, as of
+    // its last refresh (at most about a second old).
+    if (
+      limit > 0 &&
+      f.total + (this.#cluster?.depth().get(f.name)?.queued ?? 0) >= limit
+    ) {
       this.#error(peer, "QUEUE_ERROR", "Job queue is full");
       return;
     }

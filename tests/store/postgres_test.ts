@@ -11,6 +11,9 @@ import {
   grab,
   grabOne,
   type PacketClient,
+  statusOf,
+  submit,
+  submitEpoch,
   sync,
   waitFor,
   waitForJob,
@@ -587,6 +590,88 @@ Deno.test({
     await waitFor("every acknowledged job to run", () => ran.length >= expected.length, 20_000);
     loop.stop();
     assert.deepEqual(ran.sort(), expected);
+  },
+});
+
+Deno.test({
+  name:
+    "postgres: `show jobs`, `show scheduled` and `prioritystatus` on any server list the shared queue too, each job once",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2);
+    const ca = await c.connect(a!);
+    // No workers anywhere: the jobs wait in the shared queue, held by no server.
+    const listed = [
+      await submit(ca, "SUBMIT_JOB_HIGH_BG", "listed", "u-high", "h"),
+      await submit(ca, "SUBMIT_JOB_BG", "listed", "", "n"),
+      await submit(ca, "SUBMIT_JOB_LOW_BG", "listed", "", "l1"),
+      await submit(ca, "SUBMIT_JOB_LOW_BG", "listed", "", "l2"),
+    ];
+    const at = Math.floor(Date.now() / 1000) + 3600;
+    const later = await submitEpoch(ca, "later", "u-later", at, "x");
+    const all = [...listed, later].sort();
+    const handles = (lines: string[]): string[] => lines.map((l) => l.split("\t")[0]!).sort();
+    const admins = [await adminOf(a!.port), await adminOf(b!.port)];
+    try {
+      for (const admin of admins) {
+        const jobs = await admin.command("show jobs");
+        assert.deepEqual(handles(jobs), all);
+        // retries 0, ignored 0, background 1
+        for (const l of jobs) assert.match(l, /^H:test:\d+\t0\t0\t1$/);
+        assert.deepEqual(await admin.command("show scheduled"), [
+          `${later}\tlater\t${new Date(at * 1000).toISOString()}\tu-later`,
+        ]);
+        await waitFor("prioritystatus to count the shared queue", async () => {
+          const lines = await admin.command("prioritystatus");
+          return lines.includes("listed\t1\t1\t2\t0") && lines.includes("later\t0\t1\t0\t0");
+        }, 10_000);
+      }
+      // A worker on a: a takes the jobs (holds them in memory); b lists them from the
+      // database (held by a), a from memory, each once.
+      const wa = await c.worker(a!, "listed");
+      const { job } = await waitForJob(wa, 5000);
+      assert.ok(listed.includes(job.handle));
+      await waitFor(
+        "a to hold the queued jobs",
+        async () => await c.rows(`function = 'listed' AND owner IS NULL`) === 0,
+        5000,
+      );
+      for (const admin of admins) assert.deepEqual(handles(await admin.command("show jobs")), all);
+    } finally {
+      await closeAll(...admins);
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres: --max-queue counts the shared queue: a full function is refused on every server",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2, ["--max-queue", "3"]);
+    const ca = await c.connect(a!);
+    const cb = await c.connect(b!);
+    for (let i = 0; i < 3; i++) await submit(ca, "SUBMIT_JOB_BG", "capped", "", `j${i}`);
+    const admins = [await adminOf(a!.port), await adminOf(b!.port)];
+    try {
+      // Each server sees the shared queue's depth once it has refreshed it.
+      for (const admin of admins) {
+        await waitFor(
+          "status to count the shared queue",
+          async () => (await statusOf(admin, "capped"))?.total === 3,
+          10_000,
+        );
+      }
+      for (const conn of [ca, cb]) {
+        conn.send("SUBMIT_JOB_BG", "capped", "", "one too many");
+        const [code] = await expectPacket(conn, "ERROR");
+        assert.equal(code, "QUEUE_ERROR");
+      }
+      assert.equal(await c.rows("function = 'capped'"), 3);
+    } finally {
+      await closeAll(...admins);
+    }
   },
 });
 

@@ -197,6 +197,39 @@ export interface ClusterDepth {
   queued: number;
   /** Jobs a server has claimed (queued there or running). */
   held: number;
+  /** {@link ClusterDepth.queued} by priority: high, normal, low. */
+  queuedByPriority?: readonly [number, number, number];
+}
+
+/**
+ * A job of the shared queue as the cluster's admin views list it (`show
+ * jobs`, `show scheduled` on any server).
+ *
+ * @example
+ * ```ts
+ * import type { ClusterJob } from "./job_store.ts";
+ * const j: ClusterJob = {
+ *   handle: 65537, function: "resize", unique: new Uint8Array(0), priority: 1,
+ *   runAt: 0, retries: 0, heldBy: undefined,
+ * };
+ * console.assert(j.heldBy === undefined);
+ * ```
+ */
+export interface ClusterJob {
+  /** Handle number, unique in the cluster. */
+  handle: number;
+  /** Function name. */
+  function: string;
+  /** Unique id (empty if none). */
+  unique: Uint8Array;
+  /** 0 high, 1 normal, 2 low. */
+  priority: number;
+  /** Run-at time in ms since the epoch; 0 runs now. */
+  runAt: number;
+  /** Times its workers died holding it. */
+  retries: number;
+  /** Name of the server holding it; undefined while no server does. */
+  heldBy: string | undefined;
 }
 
 /**
@@ -280,4 +313,10 @@ export interface ClusterQueue {
   depth(): ReadonlyMap<string, ClusterDepth>;
   /** The servers of the cluster, refreshed like {@link ClusterQueue.depth}. */
   servers(): readonly ClusterServer[];
+  /**
+   * The jobs of the shared queue that other servers hold or no server
+   * holds yet (this server lists its own from memory), in handle order;
+   * only those with a run-at time if `scheduledOnly`.
+   */
+  otherJobs(scheduledOnly: boolean): Promise<ClusterJob[]>;
 }

@@ -15,6 +15,7 @@ import { createHash } from "node:crypto";
 import { getLogger } from "@logtape/logtape";
 import type {
   ClusterDepth,
+  ClusterJob,
   ClusterQueue,
   ClusterServer,
   DeadLetter,
@@ -950,6 +951,28 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     return this.#depth;
   }
 
+  async otherJobs(scheduledOnly: boolean): Promise<ClusterJob[]> {
+    const rows = await answerWithin(
+      this.#fast`
+        SELECT j.id, j.function, j.uniq, j.priority, j.run_at, j.retries, s.name AS holder, j.owner
+        FROM gearman_jobs j LEFT JOIN gearman_servers s ON s.id = j.owner
+        WHERE j.owner IS DISTINCT FROM ${this.serverId}
+          AND (${!scheduledOnly} OR j.run_at > 0)
+        ORDER BY j.id`.execute(),
+      this.#leaseMs,
+      "a job list",
+    );
+    return rows.map((r) => ({
+      handle: Number(r.id),
+      function: r.function as string,
+      unique: r.uniq as Uint8Array,
+      priority: Number(r.priority),
+      runAt: Number(r.run_at),
+      retries: Number(r.retries),
+      heldBy: r.owner === null ? undefined : (r.holder as string | null) ?? `server ${r.owner}`,
+    }));
+  }
+
   servers(): readonly ClusterServer[] {
     this.#figuresWanted = Date.now();
     return this.#servers;
@@ -960,7 +983,10 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     const [depth, servers] = await Promise.all([
       this.#fast`
         SELECT function, count(*) FILTER (WHERE owner IS NULL)::int AS queued,
-          count(*) FILTER (WHERE owner IS NOT NULL)::int AS held
+          count(*) FILTER (WHERE owner IS NOT NULL)::int AS held,
+          count(*) FILTER (WHERE owner IS NULL AND priority = 0)::int AS q0,
+          count(*) FILTER (WHERE owner IS NULL AND priority = 1)::int AS q1,
+          count(*) FILTER (WHERE owner IS NULL AND priority = 2)::int AS q2
         FROM gearman_jobs GROUP BY function`,
       this.#fast`
         SELECT s.id, s.name,
@@ -970,7 +996,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     ]);
     const map = new Map<string, ClusterDepth>();
     for (const r of depth) {
-      map.set(r.function as string, { queued: r.queued as number, held: r.held as number });
+      map.set(r.function as string, {
+        queued: r.queued as number,
+        held: r.held as number,
+        queuedByPriority: [r.q0 as number, r.q1 as number, r.q2 as number],
+      });
     }
     this.#depth = map;
     this.#servers = servers.map((r) => ({
