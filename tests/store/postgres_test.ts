@@ -21,6 +21,7 @@ import {
 } from "./_gearman.ts";
 import { postgresBin, startPostgres, type TempPostgres } from "../_postgres.ts";
 import { PostgresJobStore, serve } from "../../server.ts";
+import { MIGRATIONS } from "../../src/server/store/postgres_schema.ts";
 
 const INSTALLED = postgresBin() !== undefined;
 const ignore = !INSTALLED;
@@ -494,13 +495,16 @@ Deno.test({
     await s!.kill("SIGTERM");
     const db = new URL(c.url).pathname.slice(1);
     const p = await postgresServer();
-    assert.equal((await p.psql("SELECT version FROM gearman_schema", db)).trim(), "1");
+    assert.equal(
+      (await p.psql("SELECT version FROM gearman_schema", db)).trim(),
+      String(MIGRATIONS.length),
+    );
     await p.psql("UPDATE gearman_schema SET version = 99", db);
     const r = await runServer({ args: ["--store", c.url] });
     assert.equal(r.code, 1);
     assert.match(
       oneErrorLine(r.stderr),
-      /schema is version 99, newer than this server's 1; upgrade/,
+      new RegExp(`schema is version 99, newer than this server's ${MIGRATIONS.length}; upgrade`),
     );
     assert.equal((await p.psql("SELECT version FROM gearman_schema", db)).trim(), "99");
   },
@@ -711,6 +715,39 @@ Deno.test({
         db,
       )).trim(),
       "1700000000000,1700000005000",
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "postgres: a version-1 database is upgraded on open; dead letters written twice before are kept once",
+  ignore,
+  async fn() {
+    const url = await freshDatabase();
+    const db = new URL(url).pathname.slice(1);
+    const p = await postgresServer();
+    await p.psql(
+      `${MIGRATIONS[0]}
+      CREATE TABLE gearman_schema (version integer NOT NULL);
+      INSERT INTO gearman_schema VALUES (1);
+      INSERT INTO gearman_dead (handle, function, uniq, data, priority, retries, failed_at, reason)
+        VALUES (5, 'f', '', 'a', 1, 2, 1000, 'r'), (5, 'f', '', 'a', 1, 2, 1000, 'r'),
+          (5, 'f', '', 'a', 1, 3, 9000, 'r'), (6, 'g', '', 'b', 1, 2, 1000, 'r');`,
+      db,
+    );
+    const store = await PostgresJobStore.open(url, { name: "upgrade" });
+    try {
+      assert.deepEqual(
+        store.deadLetters().map((d) => [d.handle, d.retries, d.failedAt]),
+        [[5, 2, 1000], [5, 3, 9000], [6, 2, 1000]],
+      );
+    } finally {
+      await store.close();
+    }
+    assert.equal(
+      (await p.psql("SELECT version FROM gearman_schema", db)).trim(),
+      String(MIGRATIONS.length),
     );
   },
 });

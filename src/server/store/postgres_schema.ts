@@ -48,6 +48,16 @@ export const MIGRATIONS: readonly string[] = [
   -- Handle numbers of jobs, taken by each server in blocks.
   CREATE SEQUENCE gearman_handles INCREMENT BY 65536;
   `,
+  // 2: a dead letter once per failure (job, time, retry count): a commit
+  // that timed out gives its dead letters to the next commit and may still
+  // land itself, and the two can run at the same moment. Copies written
+  // before this version are removed.
+  `
+  DELETE FROM gearman_dead a USING gearman_dead b
+    WHERE a.id > b.id AND a.handle = b.handle AND a.failed_at = b.failed_at
+      AND a.retries = b.retries;
+  CREATE UNIQUE INDEX gearman_dead_failure ON gearman_dead (handle, failed_at, retries);
+  `,
 ];
 
 /** The schema version this server writes. */

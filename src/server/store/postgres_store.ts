@@ -718,10 +718,9 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
             q.push(
               tx`
             INSERT INTO gearman_dead (handle, function, uniq, data, priority, retries, failed_at, reason)
-            SELECT ${d.handle}, ${d.function}, ${d.unique}, ${d.data}, ${d.priority}, ${d.retries},
-              ${d.failedAt}, ${d.reason}
-            WHERE NOT EXISTS (SELECT 1 FROM gearman_dead WHERE handle = ${d.handle}
-              AND failed_at = ${d.failedAt} AND retries = ${d.retries})`.execute(),
+            VALUES (${d.handle}, ${d.function}, ${d.unique}, ${d.data}, ${d.priority}, ${d.retries},
+              ${d.failedAt}, ${d.reason})
+            ON CONFLICT (handle, failed_at, retries) DO NOTHING`.execute(),
             );
           }
           if (deadRemoves.length > 0) {
