@@ -21,16 +21,17 @@ export function startServer(options: ServeOptions = {}): Server {
   return serve({ hostname: "127.0.0.1", port: 0, handleHost: "test", ...options });
 }
 
-/** A new connection to `server`. */
-export function connect(server: Server): Promise<PacketClient> {
-  return PacketClient.connect({ hostname: "127.0.0.1", port: server.addr.port });
+/** A new connection to `server` (in this process, or a server process's port). */
+export function connect(server: Server | number): Promise<PacketClient> {
+  const port = typeof server === "number" ? server : server.addr.port;
+  return PacketClient.connect({ hostname: "127.0.0.1", port });
 }
 
 /** Receive the next packet, assert its type, and return its arguments as text. */
 export async function expectPacket(
   conn: PacketClient,
   name: PacketTypeName,
-  timeoutMs = 3000,
+  timeoutMs = 5000,
 ): Promise<string[]> {
   const p = await conn.receive(timeoutMs);
   const args = p.args.map(text);
@@ -64,7 +65,7 @@ export async function sync(conn: PacketClient): Promise<void> {
 }
 
 /** A worker connection registered for `fns` (registration is processed when this resolves). */
-export async function worker(server: Server, ...fns: string[]): Promise<PacketClient> {
+export async function worker(server: Server | number, ...fns: string[]): Promise<PacketClient> {
   const w = await connect(server);
   for (const f of fns) w.send("CAN_DO", f);
   await sync(w);
@@ -131,7 +132,7 @@ export async function expectClosed(conn: PacketClient, timeoutMs = 3000): Promis
 export async function waitFor(
   what: string,
   check: () => boolean | Promise<boolean>,
-  timeoutMs = 3000,
+  timeoutMs = 5000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {

@@ -78,15 +78,5 @@ export async function scrape(server: Server): Promise<Map<string, Family>> {
   return parseExposition(new Uint8Array(await res.arrayBuffer()));
 }
 
-/** Poll until `check` holds. */
-export async function eventually(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 5000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** Poll until `check` holds (5 s by default). */
+export { waitFor as eventually } from "../_helpers.ts";

@@ -1,57 +1,18 @@
 // Raw-packet shortcuts for the durable store tests: connect to a server
-// process, submit, grab, and assert what comes back.
+// process, submit, grab, and assert what comes back (the ones shared with
+// the in-process server tests come from tests/_helpers.ts).
 
 import assert from "node:assert/strict";
 import { AdminClient, ConnectionClosedError, PacketClient } from "../../client.ts";
-import type { PacketTypeName } from "../../src/protocol/packet_type.ts";
+import { expectPacket, text } from "../_helpers.ts";
 
 export { AdminClient, ConnectionClosedError, PacketClient };
 
-const decoder = new TextDecoder();
-
-/** Bytes as text (UTF-8). */
-export function text(bytes: Uint8Array | undefined): string {
-  return bytes === undefined ? "" : decoder.decode(bytes);
-}
-
-/** A new connection to 127.0.0.1:port. */
-export function connect(port: number): Promise<PacketClient> {
-  return PacketClient.connect({ hostname: "127.0.0.1", port });
-}
+export { connect, expectPacket, submit, sync, text, waitFor, worker } from "../_helpers.ts";
 
 /** An admin client for 127.0.0.1:port. */
 export function adminOf(port: number): Promise<AdminClient> {
   return AdminClient.connect(`127.0.0.1:${port}`, { timeoutMs: 5000 });
-}
-
-/** Receive the next packet, assert its type, and return its arguments as text. */
-export async function expectPacket(
-  conn: PacketClient,
-  name: PacketTypeName,
-  timeoutMs = 5000,
-): Promise<string[]> {
-  const p = await conn.receive(timeoutMs);
-  const args = p.args.map(text);
-  assert.equal(
-    p.name ?? String(p.type),
-    name,
-    `expected ${name}, got ${p.name} ${JSON.stringify(args)}`,
-  );
-  return args;
-}
-
-/** Submit a job (any SUBMIT_JOB* type with function, unique, data) and return its handle. */
-export async function submit(
-  conn: PacketClient,
-  type: PacketTypeName,
-  fn: string,
-  unique: string,
-  data: string,
-): Promise<string> {
-  conn.send(type, fn, unique, data);
-  const [handle] = await expectPacket(conn, "JOB_CREATED");
-  assert.match(handle!, /^H:test:\d+$/);
-  return handle!;
 }
 
 /** SUBMIT_JOB_EPOCH: run at `epochSeconds`. */
@@ -80,21 +41,6 @@ export async function submitSched(
   const [handle] = await expectPacket(conn, "JOB_CREATED");
   assert.match(handle!, /^H:test:\d+$/);
   return handle!;
-}
-
-/** Wait until the server has processed everything sent on `conn` so far. */
-export async function sync(conn: PacketClient): Promise<void> {
-  const token = `sync-${crypto.randomUUID()}`;
-  conn.send("ECHO_REQ", token);
-  assert.deepEqual(await expectPacket(conn, "ECHO_RES"), [token]);
-}
-
-/** A worker connection registered for `fns`. */
-export async function worker(port: number, ...fns: string[]): Promise<PacketClient> {
-  const w = await connect(port);
-  for (const f of fns) w.send("CAN_DO", f);
-  await sync(w);
-  return w;
 }
 
 /** A job as a worker got it (GRAB_JOB_UNIQ). */
@@ -159,19 +105,6 @@ export function tempDir(): Promise<string> {
 /** Remove a directory tree (undoing `chattr +i` and read-only mounts is the caller's job). */
 export async function removeDir(dir: string): Promise<void> {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
-}
-
-/** Poll `check` until it returns true, or fail after `timeoutMs`. */
-export async function waitFor(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 5000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** The `status` row of one function, or undefined. */
