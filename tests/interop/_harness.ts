@@ -159,6 +159,8 @@ export interface RunResult {
   code: number;
   /** Its standard output, as UTF-8. */
   stdout: string;
+  /** Its standard output, byte for byte. */
+  stdoutBytes: Uint8Array;
   /** Its standard error, as UTF-8. */
   stderr: string;
   /** True when the timeout killed it. */
@@ -173,6 +175,8 @@ export interface RunOptions {
   timeoutMs: number;
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /** Working directory. */
+  cwd?: string;
 }
 
 /** A process started by {@link spawn}. Disposing it kills it if still running. */
@@ -191,6 +195,7 @@ export function spawn(cmd: string, args: string[], options: RunOptions): Spawned
     stdout: "piped",
     stderr: "piped",
     ...(options.env ? { env: options.env } : {}),
+    ...(options.cwd ? { cwd: options.cwd } : {}),
   }).spawn();
   let timedOut = false;
   let exited = false;
@@ -229,6 +234,7 @@ export function spawn(cmd: string, args: string[], options: RunOptions): Spawned
     return {
       code: status.code,
       stdout: dec.decode(out.stdout),
+      stdoutBytes: out.stdout,
       stderr: dec.decode(out.stderr),
       timedOut,
     };

@@ -10,7 +10,7 @@
 
 import { Client, JobExceptionError, JobFailedError } from "../../client.ts";
 import { Worker } from "../../worker.ts";
-import { GEARMAND, HOST, type Target, waitForWorkers } from "../interop/_harness.ts";
+import { GEARMAND, HOST, run, type Target, waitForWorkers } from "../interop/_harness.ts";
 
 /** This directory. */
 export const MATRIX_DIR: string = decodeURIComponent(new URL(".", import.meta.url).pathname);
@@ -153,54 +153,8 @@ export async function runProcess(
   args: string[],
   options: { timeoutMs: number; stdin?: string | Uint8Array; cwd?: string },
 ): Promise<ProcessResult> {
-  const child = new Deno.Command(cmd, {
-    args,
-    cwd: options.cwd ?? MATRIX_DIR,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let timedOut = false;
-  let exited = false;
-  const kill = () => {
-    if (exited) return;
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  };
-  const timer = setTimeout(() => {
-    timedOut = true;
-    kill();
-  }, options.timeoutMs);
-  const writeStdin = async () => {
-    if (options.stdin === undefined) return;
-    const bytes = typeof options.stdin === "string"
-      ? new TextEncoder().encode(options.stdin)
-      : options.stdin;
-    const writer = child.stdin.getWriter();
-    try {
-      await writer.write(bytes);
-      await writer.close();
-    } catch { /* it closed its stdin early */ }
-  };
-  try {
-    const [out] = await Promise.all([
-      child.output(),
-      writeStdin(),
-      child.status.then(() => {
-        exited = true;
-      }),
-    ]);
-    return {
-      code: out.code,
-      stdout: out.stdout,
-      stderr: new TextDecoder().decode(out.stderr),
-      timedOut,
-    };
-  } finally {
-    clearTimeout(timer);
-    kill();
-  }
+  const r = await run(cmd, args, { ...options, cwd: options.cwd ?? MATRIX_DIR });
+  return { code: r.code, stdout: r.stdoutBytes, stderr: r.stderr, timedOut: r.timedOut };
 }
 
 /** Does `cmd args` run and exit 0 (within 60 s)? Its stdout, or undefined. */
