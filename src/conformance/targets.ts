@@ -95,15 +95,16 @@ export function startOurs(options: { jobRetries?: number } = {}): Promise<FreshS
 /**
  * Start C++ gearmand on a free loopback port (needs --allow-run).
  *
- * @param options Server options (`jobRetries`).
+ * @param options Server options: `jobRetries`; `threads` (default 1) and
+ * `backlog` (its listen backlog; gearmand's own default is 32).
  * @param path The gearmand binary.
- * @returns The running server; dispose it to stop it.
+ * @returns The running server and its process id; dispose it to stop it.
  * @throws {Error} When it does not start within 5 s.
  */
 export async function startGearmand(
-  options: { jobRetries?: number } = {},
+  options: { jobRetries?: number; threads?: number; backlog?: number } = {},
   path: string = GEARMAND_PATH,
-): Promise<FreshServer> {
+): Promise<FreshServer & { pid: number }> {
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = freePort();
@@ -112,7 +113,8 @@ export async function startGearmand(
         "--listen=127.0.0.1",
         `--port=${port}`,
         "--log-file=none",
-        "--threads=1",
+        `--threads=${options.threads ?? 1}`,
+        ...(options.backlog ? [`--backlog=${options.backlog}`] : []),
         ...(options.jobRetries ? [`--job-retries=${options.jobRetries}`] : []),
       ],
       stdin: "null",
@@ -153,7 +155,7 @@ export async function startGearmand(
         await new Promise((r) => setTimeout(r, 20));
       }
     }
-    if (up) return { hostname: "127.0.0.1", port, [Symbol.asyncDispose]: stop };
+    if (up) return { hostname: "127.0.0.1", port, pid: child.pid, [Symbol.asyncDispose]: stop };
     await stop();
     lastError = new Error(`gearmand did not start on port ${port}: ${(await stderr).trim()}`, {
       cause: lastError,

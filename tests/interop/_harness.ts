@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { serve } from "../../server.ts";
+import { startGearmand as startFreshGearmand } from "../../src/conformance/targets.ts";
 
 /** A running job server the peers can talk to. */
 export interface Target extends AsyncDisposable {
@@ -82,54 +83,13 @@ export function delay(ms: number): Promise<void> {
 
 /** Start /usr/sbin/gearmand on a free loopback port; dispose kills it. */
 export async function startGearmand(): Promise<Target> {
-  let lastError: unknown;
-  // The free port can be taken between our probe and gearmand's bind: retry.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = freePort();
-    const child = new Deno.Command(GEARMAND, {
-      args: [
-        `--listen=${HOST}`,
-        `--port=${port}`,
-        "--log-file=none",
-        "--threads=2",
-        "--backlog=256",
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const stderr = new Response(child.stderr).text();
-    let exited = false;
-    const status = child.status.then((s) => {
-      exited = true;
-      return s;
-    });
-    const stop = async () => {
-      if (!exited) {
-        try {
-          child.kill("SIGTERM");
-        } catch { /* already gone */ }
-        const timer = setTimeout(() => {
-          try {
-            child.kill("SIGKILL");
-          } catch { /* already gone */ }
-        }, 3000);
-        await status;
-        clearTimeout(timer);
-      }
-      await status;
-      await stderr;
-    };
-    try {
-      await waitForPort(port, 5000, () => !exited);
-    } catch (err) {
-      await stop();
-      lastError = new Error(`gearmand did not start: ${(await stderr).trim()}`, { cause: err });
-      continue;
-    }
-    return { name: "gearmand", port, pid: child.pid, [Symbol.asyncDispose]: stop };
-  }
-  throw lastError;
+  const s = await startFreshGearmand({ threads: 2, backlog: 256 }, GEARMAND);
+  return {
+    name: "gearmand",
+    port: s.port,
+    pid: s.pid,
+    [Symbol.asyncDispose]: () => s[Symbol.asyncDispose](),
+  };
 }
 
 /** Every server a scenario runs against: ours, then the reference. */
