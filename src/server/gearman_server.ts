@@ -159,8 +159,9 @@ export interface ServeOptions {
    * alternative name) may do is limited by those rules: submitting to functions, registering as a worker,
    * admin commands; refused requests get an ERROR packet
    * (`PERMISSION_DENIED`) or admin line and are logged. Loopback is not
-   * trusted for admin commands then. With `crl` (PEM CRLs of that CA, needs
-   * `ca`), client certificates it revokes are refused at the handshake.
+   * trusted for admin commands then. With `crl` (PEM CRLs of those CAs, each
+   * signed by the CA that issued it; needs `ca`), client certificates the CRL
+   * of their issuer revokes are refused at the handshake.
    * @default undefined (plain TCP)
    */
   tls?: { cert: string; key: string; ca?: string; access?: TlsAccessRules; crl?: string };
@@ -541,8 +542,9 @@ export class Server implements AsyncDisposable {
   /**
    * Replace the certificate revocation list (`tls.crl`, `--tls-crl`):
    * handshakes from now on refuse the client certificates it revokes
-   * (connections open now stay). A text with no CRL, or a damaged one,
-   * throws and changes nothing. The CLI calls this on SIGHUP.
+   * (connections open now stay). A text with no CRL, a damaged one, or
+   * one not signed by one of the `tls.ca` CAs throws and changes nothing.
+   * The CLI calls this on SIGHUP.
    *
    * @param crl One or more PEM CRL blocks (`openssl ca -gencrl`).
    * @throws {TypeError} When the server does not use mutual TLS (`tls.ca`).

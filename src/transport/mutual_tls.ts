@@ -21,7 +21,7 @@
 import tls from "node:tls";
 import { Duplex } from "node:stream";
 import type { ByteConn } from "./connection.ts";
-import { normalSerial, revokedSerials } from "./revocation_list.ts";
+import { normalSerial, RevocationList } from "./revocation_list.ts";
 
 /** Longest wait for a client to finish its TLS handshake. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS: number = 10_000;
@@ -253,7 +253,8 @@ export class MutualTlsConn implements ByteConn {
 export class MutualTlsUpgrader {
   readonly #options: tls.TlsOptions;
   readonly #timeoutMs: number;
-  #revoked: ReadonlySet<string> = new Set();
+  readonly #ca: string;
+  #revoked: RevocationList = RevocationList.EMPTY;
 
   /**
    * @param options Server certificate, key and the CA for client certificates.
@@ -267,6 +268,7 @@ export class MutualTlsUpgrader {
       requestCert: true,
       rejectUnauthorized: true,
     };
+    this.#ca = options.ca;
     this.#timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     // Fail now, not at the first connection, when the PEM texts are bad.
     tls.createSecureContext(this.#options);
@@ -275,13 +277,16 @@ export class MutualTlsUpgrader {
 
   /**
    * Refuse from now on the client certificates these CRLs (PEM) revoke,
-   * instead of those of the list before.
+   * instead of those of the list before. Each CRL must be issued and
+   * signed by one of the CAs client certificates are verified with, and
+   * revokes only that CA's certificates.
    *
    * @param crl One or more PEM CRL blocks.
-   * @throws {RevocationListError} When the text holds no CRL or a damaged one (nothing changes).
+   * @throws {RevocationListError} When the text holds no CRL, a damaged one,
+   * or one none of the CAs signed (nothing changes).
    */
   setRevocationList(crl: string): void {
-    this.#revoked = revokedSerials(crl);
+    this.#revoked = RevocationList.parse(crl, this.#ca);
   }
 
   /**
@@ -324,7 +329,8 @@ export class MutualTlsUpgrader {
       }
       const cert = socket.getPeerCertificate();
       const serial = normalSerial(cert?.serialNumber ?? "");
-      if (socket.authorized && this.#revoked.has(serial)) {
+      const der = cert?.raw === undefined ? undefined : new Uint8Array(cert.raw);
+      if (socket.authorized && this.#revoked.isRevoked(der, serial)) {
         socket.destroy();
         fail(
           `the client certificate was revoked (serial ${serial} is in the CRL given with --tls-crl)`,

@@ -528,8 +528,12 @@ Deno.test({
   },
 });
 
-/** A CA made with `openssl ca` (so it can revoke), a server certificate, and client certificates. */
-async function makeRevokingCa(names: string[]): Promise<{
+/**
+ * A CA made with `openssl ca` (so it can revoke), a server certificate, and
+ * client certificates (serials from 1000 up, so two such CAs give the same
+ * serials).
+ */
+async function makeRevokingCa(names: string[], caName = "ca"): Promise<{
   dir: string;
   ca: string;
   server: { cert: string; key: string };
@@ -548,8 +552,8 @@ default_ca = CA_default
 dir = ${dir}
 database = $dir/index.txt
 new_certs_dir = $dir
-certificate = $dir/ca.pem
-private_key = $dir/ca.key
+certificate = $dir/${caName}.pem
+private_key = $dir/${caName}.key
 serial = $dir/serial
 crlnumber = $dir/crlnumber
 default_md = sha256
@@ -563,7 +567,7 @@ commonName = supplied
   await Deno.writeTextFile(`${dir}/index.txt`, "");
   await Deno.writeTextFile(`${dir}/serial`, "1000\n");
   await Deno.writeTextFile(`${dir}/crlnumber`, "1000\n");
-  const ca = await makeCa(dir, "ca");
+  const ca = await makeCa(dir, caName);
   const server = await makeCert(
     dir,
     ca,
@@ -602,6 +606,96 @@ commonName = supplied
   };
   return { dir, ca: ca.cert, server, clients, revoke, crl };
 }
+
+/** A PEM CRL with the revoked serial 0x1000 changed to 0x1001 (its signature no longer matches). */
+function tamperedCrl(pem: string): string {
+  const body = pem.replace(/-----(BEGIN|END) X509 CRL-----/g, "").replace(/\s+/g, "");
+  const der = Uint8Array.from(atob(body), (c) => c.charCodeAt(0));
+  // The first INTEGER 0x1000 is the revoked entry's serial (the CRL number, also 1000, comes after).
+  let i = 0;
+  while (
+    i + 3 < der.length &&
+    !(der[i] === 0x02 && der[i + 1] === 0x02 && der[i + 2] === 0x10 && der[i + 3] === 0x00)
+  ) i++;
+  assert.ok(i + 3 < der.length, "the CRL lists serial 1000");
+  der[i + 3] = 0x01;
+  const b64 = btoa(String.fromCharCode(...der)).replace(/(.{64})/g, "$1\n");
+  return `-----BEGIN X509 CRL-----\n${b64}\n-----END X509 CRL-----\n`;
+}
+
+Deno.test({
+  name:
+    "mtls: a CRL revokes only its own CA's certificates (two CAs with the same serials), and must be signed by one of the --tls-ca CAs",
+  ignore: !haveOpenssl,
+  async fn() {
+    const a = await makeRevokingCa(["alice"], "ca-a");
+    const b = await makeRevokingCa(["bob"], "ca-b");
+    const stranger = await makeRevokingCa(["eve"], "ca-stranger");
+    try {
+      const serialOf = async (file: string) =>
+        (await sh("openssl", ["x509", "-in", file, "-noout", "-serial"])).trim();
+      assert.equal(
+        await serialOf(a.clients.alice!.certFile),
+        await serialOf(b.clients.bob!.certFile),
+        "both CAs gave their first client the same serial",
+      );
+      const crlA = await a.revoke("alice");
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert: a.server.cert, key: a.server.key, ca: a.ca + b.ca, crl: crlA },
+      });
+      const port = server.addr.port;
+      const echo = async (pki: typeof a, name: string): Promise<string> => {
+        await using c = await PacketClient.connect({
+          port,
+          tls: { caCerts: [a.ca], cert: pki.clients[name]!.cert, key: pki.clients[name]!.key },
+          timeoutMs: 5000,
+        });
+        c.send("ECHO_REQ", "hi");
+        return (await c.receive(3000)).name ?? "";
+      };
+      await assert.rejects(echo(a, "alice"), "revoked by its CA's CRL");
+      assert.equal(
+        await echo(b, "bob"),
+        "ECHO_RES",
+        "the same serial from the other CA is not revoked",
+      );
+
+      // B's CRL too: bob is refused, alice still.
+      server.setRevocationList(crlA + (await b.revoke("bob")));
+      await assert.rejects(echo(b, "bob"));
+      await assert.rejects(echo(a, "alice"));
+
+      // A CRL from a CA the server does not trust, or an altered one: refused, nothing changes.
+      const strangerCrl = await stranger.revoke("eve");
+      assert.throws(
+        () => server.setRevocationList(crlA + strangerCrl),
+        (err: Error) =>
+          err instanceof RevocationListError &&
+          /issued by "ca-stranger", which is not one of the CAs/.test(err.message),
+      );
+      assert.throws(
+        () => server.setRevocationList(tamperedCrl(crlA)),
+        (err: Error) =>
+          err instanceof RevocationListError &&
+          /does not verify with that CA's key/.test(err.message),
+      );
+      await assert.rejects(echo(b, "bob"), "the list before stays in force");
+      assert.throws(
+        () =>
+          serve({
+            hostname: "127.0.0.1",
+            port: 0,
+            tls: { cert: a.server.cert, key: a.server.key, ca: a.ca, crl: tamperedCrl(crlA) },
+          }),
+        RevocationListError,
+      );
+    } finally {
+      for (const pki of [a, b, stranger]) await Deno.remove(pki.dir, { recursive: true });
+    }
+  },
+});
 
 Deno.test({
   name:
