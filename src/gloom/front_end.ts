@@ -6,6 +6,13 @@ import type { Dispatcher, DispatcherLog } from "../server/dispatcher.ts";
 import { errorFrame } from "./messages.ts";
 import { type GloomContext, MasterSession, WorkerSession } from "./sessions.ts";
 import { GloomSocket } from "./socket.ts";
+import type { CompiledAccess } from "../server/tls_access.ts";
+import {
+  type MutualTlsConn,
+  type MutualTlsUpgrader,
+  TlsHandshakeError,
+} from "../transport/mutual_tls.ts";
+import type { ByteConn } from "../transport/connection.ts";
 
 /** Options for {@link GloomFrontEnd}. */
 export interface GloomFrontEndOptions {
@@ -19,8 +26,21 @@ export interface GloomFrontEndOptions {
   maxFrameSize: number;
   /** Serve both ports over TLS with this certificate chain and key (PEM). */
   tls?: { cert: string; key: string };
+  /**
+   * Serve both ports over mutual TLS instead (the server's: client
+   * certificates its CA signed, its CRL), with its access rules if any.
+   */
+  mutualTls?: GloomMutualTls;
   /** Called after each Gloom connection has closed and left the dispatcher. */
   onConnectionClosed?: () => void;
+}
+
+/** Client certificates on the Gloom ports: the server's mutual TLS and its access rules. */
+export interface GloomMutualTls {
+  /** Verifies client certificates (the Gearman port's). */
+  upgrader: MutualTlsUpgrader;
+  /** What a certificate's names may do; undefined: no rules (any verified client may do anything). */
+  access: ((names: readonly string[]) => CompiledAccess) | undefined;
 }
 
 /** The bound addresses of the Gloom listeners. */
@@ -45,6 +65,8 @@ export class GloomFrontEnd {
   readonly #master: Deno.Listener;
   readonly #worker: Deno.Listener;
   readonly #sockets = new Set<GloomSocket>();
+  readonly #sessions = new Set<MasterSession | WorkerSession>();
+  readonly #mutualTls: GloomMutualTls | undefined;
   readonly #ctx: GloomContext;
   readonly #logger: Logger = getLogger(["gearman", "gloom"]);
   readonly #maxFrameSize: number;
@@ -58,6 +80,9 @@ export class GloomFrontEnd {
    */
   constructor(dispatcher: Dispatcher, options: GloomFrontEndOptions) {
     this.#maxFrameSize = options.maxFrameSize;
+    this.#mutualTls = options.mutualTls;
+    // With mutual TLS the listeners take TCP and the upgrader does the TLS.
+    const tls = options.mutualTls === undefined ? options.tls : undefined;
     this.#onConnectionClosed = options.onConnectionClosed;
     this.#ctx = {
       dispatcher,
@@ -65,9 +90,9 @@ export class GloomFrontEnd {
       outstanding: new Map(),
       idsByHandle: new Map(),
     };
-    this.#master = listen(options.hostname, options.masterPort, "masters", options.tls);
+    this.#master = listen(options.hostname, options.masterPort, "masters", tls);
     try {
-      this.#worker = listen(options.hostname, options.workerPort, "workers", options.tls);
+      this.#worker = listen(options.hostname, options.workerPort, "workers", tls);
     } catch (err) {
       this.#master.close();
       throw err;
@@ -102,10 +127,46 @@ export class GloomFrontEnd {
     }
   }
 
+  /** Follow new access rules: open connections from their next request. */
+  setAccess(access: (names: readonly string[]) => CompiledAccess): void {
+    if (this.#mutualTls !== undefined) this.#mutualTls.access = access;
+    for (const s of this.#sessions) {
+      if (s.certNames !== undefined) s.access = access(s.certNames);
+    }
+  }
+
   #accept(conn: Deno.Conn, role: "master" | "worker"): void {
     try {
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     } catch { /* not TCP */ }
+    const mutual = this.#mutualTls;
+    if (mutual === undefined) {
+      this.#open(conn, role, undefined);
+      return;
+    }
+    const remote = `${(conn.remoteAddr as Deno.NetAddr).hostname}:${
+      (conn.remoteAddr as Deno.NetAddr).port
+    }`;
+    mutual.upgrader.upgrade(conn as Deno.TcpConn).then(
+      (tlsConn: MutualTlsConn) => {
+        if (!this.#accepting) {
+          tlsConn.close();
+          return;
+        }
+        this.#open(tlsConn, role, tlsConn.peerNames);
+      },
+      (err: Error) => {
+        if (!(err instanceof TlsHandshakeError) || this.#accepting) {
+          this.#logger.warn(
+            "Refused a Gloom {role} TLS connection from {remote}: {error}; clients need a certificate signed by the --tls-ca CA",
+            { role, remote, error: err.message },
+          );
+        }
+      },
+    );
+  }
+
+  #open(conn: ByteConn, role: "master" | "worker", certNames: readonly string[] | undefined): void {
     // Assigned right after the socket is made; frames arrive later.
     // deno-lint-ignore prefer-const
     let session!: MasterSession | WorkerSession;
@@ -123,7 +184,12 @@ export class GloomFrontEnd {
     session = role === "master"
       ? new MasterSession(this.#ctx, socket)
       : new WorkerSession(this.#ctx, socket);
+    if (certNames !== undefined) {
+      session.certNames = certNames;
+      session.access = this.#mutualTls?.access?.(certNames);
+    }
     this.#sockets.add(socket);
+    this.#sessions.add(session);
     this.#logger.debug("Accepted Gloom {role} {id} from {remote}", {
       role,
       id: session.peer.id,
@@ -138,6 +204,7 @@ export class GloomFrontEnd {
       }
       session.closed();
       this.#sockets.delete(socket);
+      this.#sessions.delete(session);
       this.#onConnectionClosed?.();
     });
   }

@@ -294,7 +294,8 @@ export class GloomMaster implements AsyncDisposable {
    * per job type (Gearman's included).
    *
    * @returns The status.
-   * @throws {GloomError} `connection_closed` when the connection ends first.
+   * @throws {GloomError} `connection_closed` when the connection ends first; the server's
+   * error (e.g. `permission_denied` under --tls-access rules) when it refuses.
    *
    * @example Count queued jobs
    * ```ts
@@ -341,8 +342,14 @@ export class GloomMaster implements AsyncDisposable {
         isGloomId(msg.id) ? msg.id : undefined,
       );
       const entry = err.id === undefined ? undefined : this.#take(err.id);
-      if (entry === undefined) this.#lastError = err;
-      else if (!entry.abandoned) entry.reject(err);
+      if (entry !== undefined) {
+        if (!entry.abandoned) entry.reject(err);
+        return;
+      }
+      // An error with no job id answers the oldest request without one: a status.
+      const status = err.id === undefined ? this.#statusWaiters.shift() : undefined;
+      if (status !== undefined) status.reject(err);
+      else this.#lastError = err;
       return;
     }
     if (isGloomId(msg.id)) {

@@ -59,6 +59,7 @@ export type GloomErrorCode =
   | "job_exception"
   | "queue_full"
   | "rejected"
+  | "permission_denied"
   | "server_error"
   | "connection_closed";
 

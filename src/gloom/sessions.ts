@@ -11,6 +11,7 @@ import { byteString, byteStringBytes, EMPTY } from "../protocol/_bytes.ts";
 import type { Dispatcher, DispatcherLog } from "../server/dispatcher.ts";
 import { MAX_FUNCTION_NAME_SIZE } from "../server/dispatcher.ts";
 import type { Peer } from "../server/peer.ts";
+import type { CompiledAccess } from "../server/tls_access.ts";
 import {
   bodyToData,
   dataToBody,
@@ -93,6 +94,10 @@ abstract class Session {
   readonly socket: GloomSocket;
   readonly conn: VirtualPeerConnection;
   readonly peer: Peer;
+  /** The client certificate's names (mutual TLS), if any. */
+  certNames: readonly string[] | undefined;
+  /** What the client certificate may do (--tls-access), if rules apply. */
+  access: CompiledAccess | undefined;
 
   constructor(ctx: GloomContext, socket: GloomSocket, clientId: string) {
     this.ctx = ctx;
@@ -140,6 +145,32 @@ abstract class Session {
       error: (err as Error)?.stack ?? String(err),
     });
     this.socket.send(errorFrame("server_error", `Internal error: ${(err as Error)?.message}`));
+  }
+
+  /**
+   * With access rules: throw `permission_denied` (and log it) unless the
+   * certificate may `what` the job type `fn`.
+   */
+  checkAccess(what: "submit" | "work", fn: string, id?: GloomId): void {
+    const access = this.access;
+    if (access === undefined || (what === "submit" ? access.maySubmit(fn) : access.mayWork(fn))) {
+      return;
+    }
+    this.refuse(
+      `Certificate "${access.name}" may not ${
+        what === "submit" ? "submit jobs of" : "work on"
+      } job type "${byteText(fn)}" (--tls-access); ask the server's operator to add it`,
+      id,
+    );
+  }
+
+  /** Log a refused request and throw its `permission_denied` error. */
+  refuse(message: string, id?: GloomId): never {
+    this.ctx.log.warn("Refused Gloom {remote}: {message}", {
+      remote: this.socket.remote,
+      message,
+    });
+    throw new BadMessage("permission_denied", message, id);
   }
 
   unknownType(type: unknown): never {
@@ -202,6 +233,7 @@ export class MasterSession extends Session {
       );
     }
     const fn = jobTypeOf(msg, id);
+    this.checkAccess("submit", fn, id);
     if (!("body" in msg)) {
       throw new BadMessage("missing_field", 'Missing field "body" (any JSON value)', id);
     }
@@ -223,6 +255,12 @@ export class MasterSession extends Session {
   }
 
   #status(msg: Record<string, unknown>): void {
+    if (this.access !== undefined && this.access.admin === "none") {
+      this.refuse(
+        `Certificate "${this.access.name}" may not read the queue status (--tls-access: it needs "admin": "read")`,
+        isGloomId(msg.id) ? msg.id : undefined,
+      );
+    }
     const entries: [string, { queued: number; running: number; workers: number }][] = [];
     for (const f of this.ctx.dispatcher.functions.values()) {
       entries.push([byteText(f.name), {
@@ -336,6 +374,7 @@ export class WorkerSession extends Session {
 
   #join(msg: Record<string, unknown>): void {
     const fn = jobTypeOf(msg);
+    this.checkAccess("work", fn);
     if (this.#state === "busy") {
       this.#nextFn = fn;
       return;

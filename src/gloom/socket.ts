@@ -7,7 +7,7 @@
  * @module
  */
 
-import { Connection } from "../transport/connection.ts";
+import { type ByteConn, Connection } from "../transport/connection.ts";
 import type { ProtocolError } from "../protocol/protocol_error.ts";
 import { encodeFrame, GloomFrameError, GloomFramer } from "./frame.ts";
 
@@ -31,7 +31,7 @@ export class GloomSocket {
    * @param options Limits and the framing-error hook.
    */
   constructor(
-    conn: Deno.Conn,
+    conn: ByteConn,
     onFrame: (payload: Uint8Array) => void,
     options: GloomSocketOptions = {},
   ) {

@@ -112,7 +112,11 @@ export interface ServeOptions {
    * worker share the queues. Frames over `maxFrameSize` bytes get an error
    * frame and their connection is closed. With `tls: true`, both ports
    * speak TLS with the server's `tls` certificate and key (clients pass
-   * `tls: { caCerts }` to GloomMaster/GloomWorker.connect).
+   * `tls: { caCerts }` to GloomMaster/GloomWorker.connect); with `tls.ca`
+   * too, they ask for client certificates as the Gearman port does (same
+   * CA and CRL), and `tls.access` rules apply: a master submits only job
+   * types its certificate may submit and reads the status only with admin
+   * "read"; a worker joins only job types it may work on.
    * @default undefined (no Gloom listeners); ports 9998 and 9999, maxFrameSize 16 MiB, tls false
    */
   gloom?: { masterPort?: number; workerPort?: number; maxFrameSize?: number; tls?: boolean };
@@ -476,6 +480,10 @@ export class Server implements AsyncDisposable {
         workerPort,
         maxFrameSize,
         ...(gloomTls && tls !== undefined ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+        // With client certificates on the Gearman port, the Gloom ports ask for them too.
+        ...(gloomTls && this.#mutualTls !== undefined
+          ? { mutualTls: { upgrader: this.#mutualTls, access: this.#access } }
+          : {}),
         onConnectionClosed: () => {
           if (this.#stopping) this.#maybeFinish();
         },
@@ -590,6 +598,7 @@ export class Server implements AsyncDisposable {
     for (const peer of this.#peers.values()) {
       if (peer.certNames !== undefined) peer.access = lookup(peer.certNames);
     }
+    this.#gloom?.setAccess(lookup);
   }
 
   /**

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { RevocationListError, serve, type TlsAccessRules } from "../../server.ts";
 import { AdminClient, Client, ConnectionError, PacketClient, ServerError } from "../../client.ts";
 import { Worker } from "../../worker.ts";
+import { GloomError, GloomMaster, GloomWorker } from "../../gloom.ts";
 import {
   makeCa,
   makeCert,
@@ -606,6 +607,73 @@ commonName = supplied
   };
   return { dir, ca: ca.cert, server, clients, revoke, crl };
 }
+
+Deno.test({
+  name:
+    "mtls: with gloom.tls the Gloom ports ask for client certificates too; --tls-access rules apply to masters (submit, status) and workers (join), and setAccessRules to open ones",
+  ignore: !haveOpenssl,
+  async fn() {
+    const certs = await makeCertificates(["frontend", "resizer", "ops"]);
+    try {
+      const rules: TlsAccessRules = {
+        frontend: { submit: ["resize"] },
+        resizer: { work: ["resize"] },
+        ops: { admin: "read" },
+      };
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert: certs.server.cert, key: certs.server.key, ca: certs.ca.cert, access: rules },
+        gloom: { masterPort: 0, workerPort: 0, tls: true },
+      });
+      const { master: m, worker: w } = server.gloomAddrs!;
+      const as = (p: Pem) => ({ caCerts: [certs.ca.cert], cert: p.cert, key: p.key });
+      const denied = (err: unknown) =>
+        err instanceof GloomError && err.code === "permission_denied";
+
+      // A worker whose certificate may not work on "resize" is given none of its jobs: the
+      // job submitted while it alone has joined is run by the one that may.
+      await using wrong = await GloomWorker.connect({
+        port: w.port,
+        tls: as(certs.clients.frontend!),
+      });
+      wrong.join("resize", () => "run by the wrong worker");
+      await using master = await GloomMaster.connect({
+        port: m.port,
+        tls: as(certs.clients.frontend!),
+      });
+      const result = master.submit("resize", "r-1", "img");
+      await new Promise((r) => setTimeout(r, 300));
+      await using right = await GloomWorker.connect({
+        port: w.port,
+        tls: as(certs.clients.resizer!),
+      });
+      right.join("resize", (body) => `resized ${body}`);
+      assert.equal(await result, "resized img");
+
+      // A master submits only its job types, and reads the status only with admin "read".
+      await assert.rejects(master.submit("wipe", "r-2", null), denied);
+      await assert.rejects(master.status(), denied);
+      await using ops = await GloomMaster.connect({ port: m.port, tls: as(certs.clients.ops!) });
+      assert.equal((await ops.status()).jobTypes.resize?.workers, 1);
+      await assert.rejects(ops.submit("resize", "r-3", null), denied);
+
+      // New rules reach open Gloom connections.
+      server.setAccessRules({ ...rules, frontend: { submit: ["resize"], admin: "read" } });
+      assert.equal((await master.status()).jobTypes.resize?.workers, 1);
+
+      // No certificate, or one another CA signed: no way in.
+      for (const tls of [{ caCerts: [certs.ca.cert] }, as(certs.rogue)]) {
+        await assert.rejects((async () => {
+          await using x = await GloomMaster.connect({ port: m.port, tls });
+          await x.submit("resize", "r-4", null, { signal: AbortSignal.timeout(3000) });
+        })());
+      }
+    } finally {
+      await Deno.remove(certs.dir, { recursive: true });
+    }
+  },
+});
 
 /** A PEM CRL with the revoked serial 0x1000 changed to 0x1001 (its signature no longer matches). */
 function tamperedCrl(pem: string): string {
