@@ -47,6 +47,7 @@ export type {
 } from "./src/server/store/job_store.ts";
 export type {
   ApiByPriority,
+  ApiCluster,
   ApiConnection,
   ApiConnections,
   ApiError,

@@ -243,6 +243,31 @@ export interface ApiStatus {
   connections: ApiConnections;
   /** Functions the server knows (by CAN_DO, a submit, or admin `create function`), by name. */
   functions: ApiFunction[];
+  /** The cluster this server shares a store with (`--store postgres://...`); `null` without one. */
+  cluster: ApiCluster | null;
+}
+
+/**
+ * The cluster of servers sharing one store, as this server sees it
+ * (refreshed every heartbeat, so up to about a second old).
+ *
+ * @example
+ * ```ts
+ * import type { ApiCluster } from "@x/gearman/server";
+ * const c: Pick<ApiCluster, "serverId"> = { serverId: 3 };
+ * console.assert(c.serverId === 3);
+ * ```
+ */
+export interface ApiCluster {
+  /** This server's id in the cluster (new at every start). */
+  serverId: number;
+  /** The servers with a live heartbeat. */
+  servers: { id: number; name: string; heartbeatAgeMs: number; held: number; self: boolean }[];
+  /**
+   * The shared queue by function: jobs no server holds yet (`queued`, and
+   * by priority) and jobs some server holds (`held`: queued there or running).
+   */
+  functions: { name: string; queued: ApiByPriority; held: number }[];
 }
 
 /**

@@ -11,6 +11,7 @@ import { displayText, percentEncode } from "./byte_text.ts";
 import { ExpositionWriter } from "./exposition.ts";
 import type {
   ApiByPriority,
+  ApiCluster,
   ApiConnection,
   ApiFunction,
   ApiJob,
@@ -201,6 +202,26 @@ export function apiStatus(s: ObservedServer, adminEnabled: boolean): ApiStatus {
       bytesReceived: bytes.received,
       bytesSent: bytes.sent,
     },
+    functions,
+    cluster: apiCluster(d),
+  };
+}
+
+/** The cluster section of `/api/status` (null without a shared store). */
+function apiCluster(d: Dispatcher): ApiCluster | null {
+  const cluster = d.store.cluster;
+  if (cluster === undefined) return null;
+  const depth = cluster.depth();
+  const labels = labelsFor(depth.keys());
+  const functions = [...depth].map(([fn, dd]) => ({
+    name: labels.get(fn)!,
+    queued: byPriority(dd.queuedByPriority ?? [0, dd.queued, 0]),
+    held: dd.held,
+  }));
+  functions.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return {
+    serverId: cluster.serverId,
+    servers: cluster.servers().map((s) => ({ ...s, self: s.id === cluster.serverId })),
     functions,
   };
 }

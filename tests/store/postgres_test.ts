@@ -536,6 +536,16 @@ Deno.test({
         text.includes(`gearman_cluster_server_id ${store.serverId}`) &&
         text.includes("gearman_cluster_servers 1");
     }, 10_000);
+    // /api/status has the same figures, by priority, and the server list.
+    const status = await (await fetch(`http://127.0.0.1:${http.port}/api/status`)).json();
+    assert.equal(status.cluster.serverId, store.serverId);
+    assert.deepEqual(status.cluster.functions, [
+      { name: "metered", queued: { high: 0, normal: 2, low: 0 }, held: 0 },
+    ]);
+    assert.deepEqual(
+      status.cluster.servers.map((s: { id: number; self: boolean }) => [s.id, s.self]),
+      [[store.serverId, true]],
+    );
     await server.shutdown();
     // The store was closed with the server: this server left the server list.
     const db = new URL(url).pathname.slice(1);
