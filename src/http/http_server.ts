@@ -3,7 +3,11 @@
 // own port (Deno.serve), reads the dispatcher's state when asked, and
 // never sits on the Gearman data path.
 
+import http from "node:http";
+import type tls from "node:tls";
 import { getLogger } from "@logtape/logtape";
+import { CompiledAccess } from "../server/tls_access.ts";
+import { type MutualTlsUpgrader, TlsHandshakeError } from "../transport/mutual_tls.ts";
 import { byteStringBytes } from "../protocol/_bytes.ts";
 import { percentDecode, queryParam } from "./byte_text.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./exposition.ts";
@@ -22,6 +26,9 @@ import DASHBOARD_JS from "./dashboard/dashboard.js" with { type: "text" };
 import DASHBOARD_CSS from "./dashboard/dashboard.css" with { type: "text" };
 import FAVICON_SVG from "./dashboard/favicon.svg" with { type: "text" };
 
+/** The rule of a request from a socket with no verified names (cannot happen): nothing allowed. */
+const NOBODY: CompiledAccess = new CompiledAccess("(unverified)", {});
+
 /** Port of the HTTP endpoint when none is given. */
 export const DEFAULT_HTTP_PORT = 8080;
 /** Samples kept for /api/history: ten minutes, one a second. */
@@ -39,12 +46,37 @@ export interface HttpFrontEndOptions {
   port: number;
   /** Serve HTTPS with this certificate and key (PEM); plain HTTP without. */
   tls?: { cert: string; key: string };
+  /**
+   * Serve HTTPS with client certificates instead (the server's mutual TLS:
+   * its CA and CRL), with its access rules if any.
+   */
+  mutualTls?: HttpMutualTls;
   /** Bearer token for the state-changing endpoints; without one they are off. */
   adminToken: string | undefined;
   /** The server to report on. */
   server: ObservedServer;
   /** Start a graceful shutdown (POST /api/drain). */
   drain(): void;
+}
+
+/** Client certificates on the HTTP endpoint: the server's mutual TLS and its access rules. */
+export interface HttpMutualTls {
+  /** Verifies client certificates (the Gearman port's). */
+  upgrader: MutualTlsUpgrader;
+  /** What a certificate's names may do; undefined: no rules (any verified client may read). */
+  access: ((names: readonly string[]) => CompiledAccess) | undefined;
+}
+
+/** A listening HTTP server, whichever kind. */
+interface Listening {
+  readonly addr: Deno.NetAddr;
+  /** Stop; resolves once in-flight requests are answered (or cut). */
+  close(): Promise<void>;
+}
+
+/** Who sent a request over mutual TLS: its certificate's rule, if rules apply. */
+interface Caller {
+  access: CompiledAccess | undefined;
 }
 
 const securityHeaders = {
@@ -111,7 +143,8 @@ export function checkAdminToken(token: string): void {
 
 /** The HTTP endpoint of a Gearman server: metrics, health, JSON API, dashboard. */
 export class HttpFrontEnd {
-  readonly #http: Deno.HttpServer<Deno.NetAddr>;
+  readonly #http: Listening;
+  readonly #mutualTls: HttpMutualTls | undefined;
   readonly #server: ObservedServer;
   readonly #token: string | undefined;
   readonly #drain: () => void;
@@ -131,7 +164,10 @@ export class HttpFrontEnd {
     this.#token = options.adminToken;
     this.#drain = options.drain;
     try {
-      this.#http = this.#listen(options.hostname, options.port, options.tls);
+      this.#mutualTls = options.tls === undefined ? undefined : options.mutualTls;
+      this.#http = this.#mutualTls === undefined
+        ? this.#listen(options.hostname, options.port, options.tls)
+        : this.#listenMutual(options.hostname, options.port, this.#mutualTls);
     } catch (err) {
       if (err instanceof Deno.errors.AddrInUse) {
         throw new Deno.errors.AddrInUse(
@@ -151,8 +187,8 @@ export class HttpFrontEnd {
     hostname: string,
     port: number,
     tls: { cert: string; key: string } | undefined,
-  ): Deno.HttpServer<Deno.NetAddr> {
-    return Deno.serve({
+  ): Listening {
+    const server = Deno.serve({
       hostname,
       port,
       ...(tls ?? {}),
@@ -161,7 +197,115 @@ export class HttpFrontEnd {
         this.#logger.error("HTTP request failed: {error}", { error: String(err) });
         return error(500, "Internal error; see the server log");
       },
-    }, (req) => this.#handle(req));
+    }, (req) => this.#handle(req, undefined));
+    return { addr: server.addr, close: () => server.shutdown() };
+  }
+
+  /**
+   * HTTPS with client certificates. Deno.serve cannot ask for them, so each
+   * TCP connection goes through the server's mutual-TLS handshake (as on
+   * the Gearman port) and the verified socket to a node:http server.
+   */
+  #listenMutual(hostname: string, port: number, mutual: HttpMutualTls): Listening {
+    const listener = Deno.listen({ hostname, port, transport: "tcp" });
+    const names = new WeakMap<object, readonly string[]>();
+    const sockets = new Set<tls.TLSSocket>();
+    let open = true;
+    const server = http.createServer((req, res) => {
+      const certNames = names.get(req.socket);
+      // A request on a socket we did not verify cannot happen; refuse it all the same.
+      const caller: Caller = {
+        access: certNames === undefined ? NOBODY : mutual.access?.(certNames),
+      };
+      void this.#serveNode(req, res, caller);
+    });
+    const accept = async () => {
+      try {
+        for await (const conn of listener) {
+          const remote = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
+          mutual.upgrader.verifiedSocket(conn).then(({ socket, names: certNames }) => {
+            if (!open) {
+              socket.destroy();
+              return;
+            }
+            names.set(socket, certNames);
+            sockets.add(socket);
+            socket.on("close", () => sockets.delete(socket));
+            server.emit("connection", socket);
+          }, (err: Error) => {
+            if (!(err instanceof TlsHandshakeError) || open) {
+              this.#logger.warn(
+                "Refused an HTTPS connection from {remote}: {error}; clients need a certificate signed by the --tls-ca CA",
+                { remote, error: err.message },
+              );
+            }
+          });
+        }
+      } catch (err) {
+        if (open) {
+          this.#logger.error("Stopped accepting HTTP connections: {error}", { error: String(err) });
+        }
+      }
+    };
+    void accept();
+    return {
+      addr: listener.addr as Deno.NetAddr,
+      close: () => {
+        open = false;
+        listener.close();
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const socket of sockets) socket.end();
+        setTimeout(() => {
+          for (const socket of sockets) socket.destroy();
+        }, 1000).unref?.();
+        return closed;
+      },
+    };
+  }
+
+  /** Answer a node:http request (mutual TLS) through the same handler as Deno.serve's. */
+  async #serveNode(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    caller: Caller,
+  ): Promise<void> {
+    try {
+      const headers = new Headers();
+      for (const [k, v] of Object.entries(req.headers)) {
+        if (v === undefined) continue;
+        for (const value of Array.isArray(v) ? v : [v]) headers.append(k, value);
+      }
+      let body: Uint8Array<ArrayBuffer> | undefined;
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of req) chunks.push(chunk as Uint8Array);
+        body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let at = 0;
+        for (const c of chunks) {
+          body.set(c, at);
+          at += c.length;
+        }
+      }
+      const request = new Request(`https://${req.headers.host ?? "localhost"}${req.url ?? "/"}`, {
+        method: req.method ?? "GET",
+        headers,
+        ...(body === undefined ? {} : { body }),
+      });
+      const response = await this.#handle(request, caller);
+      const out: string[] = [];
+      response.headers.forEach((value, key) => out.push(key, value));
+      res.writeHead(response.status, out);
+      res.end(req.method === "HEAD" ? undefined : new Uint8Array(await response.arrayBuffer()));
+    } catch (err) {
+      this.#logger.error("HTTP request failed: {error}", { error: String(err) });
+      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+      res.end("Internal error; see the server log\n");
+    }
+  }
+
+  /** Follow new access rules (mutual TLS): from each connection's next request. */
+  setAccess(access: (names: readonly string[]) => CompiledAccess): void {
+    if (this.#mutualTls !== undefined) this.#mutualTls.access = access;
   }
 
   /** The address the HTTP endpoint listens on. */
@@ -172,15 +316,35 @@ export class HttpFrontEnd {
   /** Stop listening; resolves once in-flight requests are answered. */
   close(): Promise<void> {
     clearInterval(this.#timer);
-    return this.#closing ??= this.#http.shutdown();
+    return this.#closing ??= this.#http.close();
   }
 
-  #handle(req: Request): Response | Promise<Response> {
+  /**
+   * `caller`: who sent it over mutual TLS (undefined without). With access
+   * rules, reading needs admin "read" or "all", and admin "all" may use the
+   * state-changing endpoints without the token; /healthz and /readyz stay
+   * open to any verified client (probes).
+   */
+  #handle(req: Request, caller: Caller | undefined): Response | Promise<Response> {
     const url = new URL(req.url);
     const path = url.pathname;
     const read = req.method === "GET" || req.method === "HEAD";
     const s = this.#server;
-    if (path.startsWith("/api/")) return this.#api(req, url, read);
+    const access = caller?.access;
+    if (access !== undefined && path !== "/healthz" && path !== "/readyz") {
+      if (access.admin === "none") {
+        this.#logger.warn("Refused HTTP {method} {path}: {message}", {
+          method: req.method,
+          path,
+          message: `certificate "${access.name}" has no admin access`,
+        });
+        return error(
+          403,
+          `Certificate "${access.name}" may not use the HTTP endpoint (--tls-access: it needs "admin": "read", or "all" for the state-changing endpoints); ask the server's operator to add it`,
+        );
+      }
+    }
+    if (path.startsWith("/api/")) return this.#api(req, url, read, access?.admin === "all");
     if (!read) return text("Method not allowed\n", 405);
     switch (path) {
       case "/healthz":
@@ -208,7 +372,7 @@ export class HttpFrontEnd {
     });
   }
 
-  #api(req: Request, url: URL, read: boolean): Response | Promise<Response> {
+  #api(req: Request, url: URL, read: boolean, trusted: boolean): Response | Promise<Response> {
     const s = this.#server;
     const parts = url.pathname.slice("/api/".length).split("/");
     const route = parts.length === 1 ? parts[0] : undefined;
@@ -250,6 +414,8 @@ export class HttpFrontEnd {
     if (!this.#isAction(parts)) {
       return error(404, "No such endpoint; see docs/OBSERVABILITY.md for the API");
     }
+    // A client certificate with admin "all" (--tls-access) needs no token.
+    if (trusted) return this.#action(req, parts);
     if (this.#token === undefined) {
       return error(
         403,

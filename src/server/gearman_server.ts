@@ -126,7 +126,11 @@ export interface ServeOptions {
    * dashboard at `/`. Read the bound address back from
    * {@link Server.httpAddr} (port 0 picks a free one).
    * With `tls: true`, HTTPS with the server's `tls` certificate and key
-   * (so the admin token and the data are not sent in clear).
+   * (so the admin token and the data are not sent in clear); with `tls.ca`
+   * too, it asks for client certificates as the Gearman port does, and
+   * `tls.access` rules decide: reading needs admin "read" or "all", the
+   * state-changing endpoints admin "all" (or the admin token); /healthz and
+   * /readyz are open to any verified client.
    * @default undefined (no HTTP); hostname "127.0.0.1", port 8080, tls false
    */
   http?: { hostname?: string; port?: number; tls?: boolean };
@@ -499,6 +503,10 @@ export class Server implements AsyncDisposable {
         hostname: httpHostname,
         port: httpPort,
         ...(httpTls && tls !== undefined ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+        // With client certificates on the Gearman port, HTTPS asks for them too.
+        ...(httpTls && this.#mutualTls !== undefined
+          ? { mutualTls: { upgrader: this.#mutualTls, access: this.#access } }
+          : {}),
         adminToken,
         server: {
           dispatcher: this.#dispatcher,
@@ -599,6 +607,7 @@ export class Server implements AsyncDisposable {
       if (peer.certNames !== undefined) peer.access = lookup(peer.certNames);
     }
     this.#gloom?.setAccess(lookup);
+    this.#http?.setAccess(lookup);
   }
 
   /**

@@ -298,9 +298,24 @@ export class MutualTlsUpgrader {
    * @returns The verified connection.
    * @throws {TlsHandshakeError} When the handshake fails.
    */
-  upgrade(conn: Deno.TcpConn): Promise<MutualTlsConn> {
-    const remoteAddr = conn.remoteAddr;
-    const { promise, resolve, reject } = Promise.withResolvers<MutualTlsConn>();
+  async upgrade(conn: Deno.TcpConn): Promise<MutualTlsConn> {
+    const { socket, names } = await this.verifiedSocket(conn);
+    return new MutualTlsConn(socket, conn.remoteAddr, names);
+  }
+
+  /**
+   * Handshake on `conn` as {@link upgrade} does, and give the verified
+   * `node:tls` socket itself (for a `node:http` server) with the client
+   * certificate's names (CN first, then subject alternative names).
+   *
+   * @param conn An accepted TCP connection.
+   * @returns The socket and the names.
+   * @throws {TlsHandshakeError} When the handshake fails.
+   */
+  verifiedSocket(conn: Deno.TcpConn): Promise<{ socket: tls.TLSSocket; names: string[] }> {
+    const { promise, resolve, reject } = Promise.withResolvers<
+      { socket: tls.TLSSocket; names: string[] }
+    >();
     const duplex = duplexOf(conn);
     // One tls.Server per connection: its events then belong to this one.
     const server = tls.createServer(this.#options);
@@ -349,7 +364,7 @@ export class MutualTlsUpgrader {
       }
       settled = true;
       clearTimeout(timer);
-      resolve(new MutualTlsConn(socket, remoteAddr, names));
+      resolve({ socket, names });
     });
     duplex.on(
       "error",

@@ -675,6 +675,70 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "mtls: with http.tls the HTTPS endpoint asks for client certificates too; --tls-access admin rules decide who reads it and who uses its actions (admin all needs no token)",
+  ignore: !haveOpenssl,
+  async fn() {
+    const certs = await makeCertificates(["dashboard", "ops", "frontend"]);
+    const clients: Deno.HttpClient[] = [];
+    try {
+      const rules: TlsAccessRules = {
+        dashboard: { admin: "read" },
+        ops: { admin: "all" },
+        frontend: { submit: ["resize"] },
+      };
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert: certs.server.cert, key: certs.server.key, ca: certs.ca.cert, access: rules },
+        http: { hostname: "127.0.0.1", port: 0, tls: true },
+      });
+      const base = `https://127.0.0.1:${server.httpAddr!.port}`;
+      const as = (p?: Pem): Deno.HttpClient => {
+        const c = Deno.createHttpClient({
+          caCerts: [certs.ca.cert],
+          ...(p === undefined ? {} : { cert: p.cert, key: p.key }),
+        });
+        clients.push(c);
+        return c;
+      };
+      const call = async (client: Deno.HttpClient, path: string, method = "GET") => {
+        const r = await fetch(base + path, { client, method });
+        return { status: r.status, body: await r.text() };
+      };
+      const dashboard = as(certs.clients.dashboard!);
+      const ops = as(certs.clients.ops!);
+      const frontend = as(certs.clients.frontend!);
+      const cancel = "/api/jobs/H%3Anowhere%3A1/cancel";
+
+      assert.equal((await call(dashboard, "/api/status")).status, 200);
+      assert.match((await call(dashboard, "/metrics")).body, /gearman_/);
+      // Reading is not acting: no token is set, so the actions are off for it.
+      assert.equal((await call(dashboard, cancel, "POST")).status, 403);
+      // admin "all": the action runs (the job is unknown: 404), no token needed.
+      assert.equal((await call(ops, cancel, "POST")).status, 404);
+      // A certificate with no admin rule reads nothing but the health probes.
+      const refused = await call(frontend, "/api/status");
+      assert.equal(refused.status, 403);
+      assert.match(refused.body, /Certificate \\?"frontend\\?" may not use the HTTP endpoint/);
+      assert.equal((await call(frontend, "/healthz")).status, 200);
+
+      // New rules reach open connections.
+      server.setAccessRules({ ...rules, dashboard: {} });
+      assert.equal((await call(dashboard, "/api/status")).status, 403);
+
+      // No certificate, or one another CA signed: no way in.
+      for (const client of [as(), as(certs.rogue)]) {
+        await assert.rejects(call(client, "/healthz"));
+      }
+    } finally {
+      for (const c of clients) c.close();
+      await Deno.remove(certs.dir, { recursive: true });
+    }
+  },
+});
+
 /** A PEM CRL with the revoked serial 0x1000 changed to 0x1001 (its signature no longer matches). */
 function tamperedCrl(pem: string): string {
   const body = pem.replace(/-----(BEGIN|END) X509 CRL-----/g, "").replace(/\s+/g, "");
