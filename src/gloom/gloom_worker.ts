@@ -2,8 +2,8 @@
 // handler per job, sends its result back as the response.
 
 import { DEFAULT_GLOOM_WORKER_PORT, DEFAULT_MAX_FRAME_SIZE } from "./frame.ts";
-import type { GloomConnectOptions } from "./gloom_master.ts";
-import { type GloomId, isGloomId } from "./messages.ts";
+import { type GloomConnectOptions, GloomError } from "./gloom_master.ts";
+import { type GloomErrorCode, type GloomId, isGloomId } from "./messages.ts";
 import { GloomSocket } from "./socket.ts";
 import { connectGloom } from "./connect.ts";
 
@@ -69,6 +69,13 @@ export interface GloomWorkerOptions extends GloomConnectOptions {
    * @default `(error) => ({ error: error.message })`
    */
   onError?: (error: unknown, job: GloomJob) => unknown;
+  /**
+   * Called with each error frame the server sends this worker (a join it
+   * refuses: a bad job type, or one its certificate may not work on under
+   * `--tls-access`). The last one is also {@link GloomWorker.lastServerError}.
+   * @default undefined (kept in lastServerError only)
+   */
+  onServerError?: (error: GloomError) => void;
 }
 
 function defaultOnError(error: unknown): unknown {
@@ -103,13 +110,17 @@ export class GloomWorker implements AsyncDisposable {
   #jobType: string | undefined;
   #handler: GloomHandler | undefined;
   #running: AbortController | undefined;
+  readonly #onServerError: ((error: GloomError) => void) | undefined;
+  #lastServerError: GloomError | undefined;
 
   private constructor(
     conn: Deno.Conn,
     maxFrameSize: number,
     onError: (error: unknown, job: GloomJob) => unknown,
+    onServerError: ((error: GloomError) => void) | undefined,
   ) {
     this.#onError = onError;
+    this.#onServerError = onServerError;
     this.#socket = new GloomSocket(conn, (payload) => this.#frame(payload), { maxFrameSize });
     this.#done = this.#socket.run().then(() => this.#running?.abort());
   }
@@ -137,10 +148,16 @@ export class GloomWorker implements AsyncDisposable {
       port = DEFAULT_GLOOM_WORKER_PORT,
       maxFrameSize = DEFAULT_MAX_FRAME_SIZE,
       onError = defaultOnError,
+      onServerError,
       tls,
     } = options;
     const conn = await connectGloom(hostname, port, tls);
-    return new GloomWorker(conn, maxFrameSize, onError);
+    return new GloomWorker(conn, maxFrameSize, onError, onServerError);
+  }
+
+  /** The last error frame the server sent this worker, if any (see `onServerError`). */
+  get lastServerError(): GloomError | undefined {
+    return this.#lastServerError;
   }
 
   /** The job type last joined, or `undefined` before {@link join}. */
@@ -200,7 +217,18 @@ export class GloomWorker implements AsyncDisposable {
     } catch {
       return;
     }
-    if (typeof msg !== "object" || msg === null || msg.type !== "job") return;
+    if (typeof msg !== "object" || msg === null) return;
+    if (msg.type === "error") {
+      const err = new GloomError(
+        String(msg.error) as GloomErrorCode,
+        String(msg.message ?? msg.error),
+        isGloomId(msg.id) ? msg.id : undefined,
+      );
+      this.#lastServerError = err;
+      this.#onServerError?.(err);
+      return;
+    }
+    if (msg.type !== "job") return;
     const jobType = typeof msg.job_type === "string" ? msg.job_type : this.#jobType ?? "";
     const handler = this.#handlers.get(jobType) ?? this.#handler;
     const controller = new AbortController();

@@ -633,9 +633,11 @@ Deno.test({
 
       // A worker whose certificate may not work on "resize" is given none of its jobs: the
       // job submitted while it alone has joined is run by the one that may.
+      const refusals: GloomError[] = [];
       await using wrong = await GloomWorker.connect({
         port: w.port,
         tls: as(certs.clients.frontend!),
+        onServerError: (err) => refusals.push(err),
       });
       wrong.join("resize", () => "run by the wrong worker");
       await using master = await GloomMaster.connect({
@@ -650,6 +652,10 @@ Deno.test({
       });
       right.join("resize", (body) => `resized ${body}`);
       assert.equal(await result, "resized img");
+      // The refused worker was told why.
+      assert.equal(refusals.length, 1);
+      assert.ok(denied(refusals[0]), refusals[0]?.message);
+      assert.equal(wrong.lastServerError, refusals[0]);
 
       // A master submits only its job types, and reads the status only with admin "read".
       await assert.rejects(master.submit("wipe", "r-2", null), denied);
