@@ -12,7 +12,8 @@
 import assert from "node:assert/strict";
 import { Client } from "../../client.ts";
 import { Worker } from "../../worker.ts";
-import type { ApiStatus, ApiWorkers } from "../../server.ts";
+import { type ApiStatus, type ApiWorkers, PostgresJobStore } from "../../server.ts";
+import { postgresBin, startPostgres } from "../_postgres.ts";
 import { baseUrl, gearmanAddress, getJson, startHttpServer } from "./_http.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -228,10 +229,88 @@ Deno.test({
       assert.match(throughput ?? "", /^M[\d.]+,[\d.]+(L[\d.]+,[\d.]+)+/);
       const wait = await page.getAttribute('#chart-wait path[data-series="wait"]', "d");
       assert.match(wait ?? "", /^M/);
+      // Not a cluster: no cluster section.
+      assert.equal(status.cluster, null);
+      assert.equal(await page.isHidden("#cluster"), true);
       assert.deepEqual(errors, [], "no errors in the page");
     } finally {
       await context.close();
       await Deno.remove(userDataDir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "dashboard: on a Postgres store it shows the cluster's servers and shared queue as /api/status reports them",
+  ignore: (!haveChromium && !inCi) || postgresBin() === undefined,
+  async fn() {
+    assert.ok(haveChromium, `${CHROMIUM} is required in CI: apt-get install -y chromium`);
+    const { chromium } = await import("npm:playwright-core@1.65.1");
+    const pg = await startPostgres();
+    try {
+      const url = await pg.createDatabase("gearman_dashboard");
+      const store = await PostgresJobStore.open(url, { name: "dashboard-test" });
+      await using server = startHttpServer({ handleHost: "demo", store });
+      await using client = new Client({ servers: [gearmanAddress(server)] });
+      // Background jobs nobody serves wait in the shared queue, by priority.
+      for (const priority of ["high", "normal", "normal", "low"] as const) {
+        await client.submit("shared", `s-${priority}`, { background: true, priority }).handle;
+      }
+      const userDataDir = await Deno.makeTempDir({ prefix: "gearman-chromium-" });
+      const context = await chromium.launchPersistentContext(userDataDir, {
+        executablePath: CHROMIUM,
+        headless: true,
+        args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+      });
+      try {
+        const page = await context.newPage();
+        const errors: string[] = [];
+        page.on("pageerror", (err: Error) => errors.push(err.message));
+        await page.goto(baseUrl(server) + "/");
+        // The shared queue's figures refresh every heartbeat: wait until the API has them.
+        let status: ApiStatus;
+        for (;;) {
+          status = await getJson<ApiStatus>(server, "/api/status");
+          if (status.cluster?.functions.some((f) => f.name === "shared")) break;
+          await sleep(100);
+        }
+        await page.waitForFunction(
+          (t: number) => Number(document.body.dataset.updated ?? 0) > t,
+          status.server.time,
+          { timeout: 5000 },
+        );
+        assert.equal(await page.isHidden("#cluster"), false);
+        const servers = await page.$$eval(
+          "#cluster-servers tbody tr",
+          (trs: El[]) =>
+            trs.map((tr) => ({
+              id: Number(tr.dataset.server),
+              name: tr.querySelector('[data-col="name"]')?.textContent,
+            })),
+        );
+        assert.deepEqual(servers, [{
+          id: store.serverId,
+          name: `${status.cluster!.servers[0]!.name} (this server)`,
+        }]);
+        const shared = await page.$$eval(
+          "#cluster-functions tbody tr",
+          (trs: El[]) =>
+            trs.map((tr) => ({
+              name: tr.dataset.function,
+              queued: Number(tr.querySelector('[data-col="queued"]')?.dataset.value),
+              priorities: tr.querySelector('[data-col="priorities"]')?.textContent,
+              held: Number(tr.querySelector('[data-col="held"]')?.dataset.value),
+            })),
+        );
+        assert.deepEqual(shared, [{ name: "shared", queued: 4, priorities: "1 · 2 · 1", held: 0 }]);
+        assert.deepEqual(errors, [], "no errors in the page");
+      } finally {
+        await context.close();
+        await Deno.remove(userDataDir, { recursive: true });
+      }
+    } finally {
+      await pg.stop();
     }
   },
 });

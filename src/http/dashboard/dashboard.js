@@ -317,6 +317,37 @@ function renderStatus(status) {
   });
   tbody.replaceChildren(...rows);
   $("no-functions").hidden = rows.length > 0;
+  renderCluster(status.cluster ?? null);
+}
+
+/** Servers sharing the store, and the shared queue (a cluster only). */
+function renderCluster(cluster) {
+  $("cluster").hidden = cluster === null;
+  if (cluster === null) return;
+  $("cluster-servers").tBodies[0].replaceChildren(...cluster.servers.map((s) => {
+    const tr = el("tr", { "data-server": String(s.id) });
+    tr.append(
+      el("td", { class: "num", "data-col": "id" }, String(s.id)),
+      el("td", { "data-col": "name" }, s.self ? `${s.name} (this server)` : s.name),
+      el("td", { class: "num muted", "data-col": "heartbeat" }, `${count(s.heartbeatAgeMs)} ms`),
+      numCell(s.held, "held"),
+    );
+    return tr;
+  }));
+  $("cluster-functions").tBodies[0].replaceChildren(...cluster.functions.map((f) => {
+    const tr = el("tr", { "data-function": f.name });
+    tr.append(
+      el("td", { class: "name", "data-col": "name" }, f.name),
+      numCell(f.queued.high + f.queued.normal + f.queued.low, "queued"),
+      el(
+        "td",
+        { class: "num muted", "data-col": "priorities" },
+        `${count(f.queued.high)} · ${count(f.queued.normal)} · ${count(f.queued.low)}`,
+      ),
+      numCell(f.held, "held"),
+    );
+    return tr;
+  }));
 }
 
 function renderWorkers(data) {
