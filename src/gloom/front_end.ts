@@ -6,12 +6,8 @@ import type { Dispatcher, DispatcherLog } from "../server/dispatcher.ts";
 import { errorFrame } from "./messages.ts";
 import { type GloomContext, MasterSession, WorkerSession } from "./sessions.ts";
 import { GloomSocket } from "./socket.ts";
-import type { CompiledAccess } from "../server/tls_access.ts";
-import {
-  type MutualTlsConn,
-  type MutualTlsUpgrader,
-  TlsHandshakeError,
-} from "../transport/mutual_tls.ts";
+import type { ClientCertificates } from "../server/tls_access.ts";
+import { type MutualTlsConn, TlsHandshakeError } from "../transport/mutual_tls.ts";
 import type { ByteConn } from "../transport/connection.ts";
 
 /** Options for {@link GloomFrontEnd}. */
@@ -30,17 +26,9 @@ export interface GloomFrontEndOptions {
    * Serve both ports over mutual TLS instead (the server's: client
    * certificates its CA signed, its CRL), with its access rules if any.
    */
-  mutualTls?: GloomMutualTls;
+  clientCerts?: ClientCertificates;
   /** Called after each Gloom connection has closed and left the dispatcher. */
   onConnectionClosed?: () => void;
-}
-
-/** Client certificates on the Gloom ports: the server's mutual TLS and its access rules. */
-export interface GloomMutualTls {
-  /** Verifies client certificates (the Gearman port's). */
-  upgrader: MutualTlsUpgrader;
-  /** What a certificate's names may do; undefined: no rules (any verified client may do anything). */
-  access: ((names: readonly string[]) => CompiledAccess) | undefined;
 }
 
 /** The bound addresses of the Gloom listeners. */
@@ -66,7 +54,7 @@ export class GloomFrontEnd {
   readonly #worker: Deno.Listener;
   readonly #sockets = new Set<GloomSocket>();
   readonly #sessions = new Set<MasterSession | WorkerSession>();
-  readonly #mutualTls: GloomMutualTls | undefined;
+  readonly #clientCerts: ClientCertificates | undefined;
   readonly #ctx: GloomContext;
   readonly #logger: Logger = getLogger(["gearman", "gloom"]);
   readonly #maxFrameSize: number;
@@ -80,9 +68,9 @@ export class GloomFrontEnd {
    */
   constructor(dispatcher: Dispatcher, options: GloomFrontEndOptions) {
     this.#maxFrameSize = options.maxFrameSize;
-    this.#mutualTls = options.mutualTls;
+    this.#clientCerts = options.clientCerts;
     // With mutual TLS the listeners take TCP and the upgrader does the TLS.
-    const tls = options.mutualTls === undefined ? options.tls : undefined;
+    const tls = options.clientCerts === undefined ? options.tls : undefined;
     this.#onConnectionClosed = options.onConnectionClosed;
     this.#ctx = {
       dispatcher,
@@ -127,11 +115,11 @@ export class GloomFrontEnd {
     }
   }
 
-  /** Follow new access rules: open connections from their next request. */
-  setAccess(access: (names: readonly string[]) => CompiledAccess): void {
-    if (this.#mutualTls !== undefined) this.#mutualTls.access = access;
+  /** The rules in `clientCerts` changed: open connections follow them from their next request. */
+  refreshAccess(): void {
+    const access = this.#clientCerts?.access;
     for (const s of this.#sessions) {
-      if (s.certNames !== undefined) s.access = access(s.certNames);
+      if (s.certNames !== undefined) s.access = access?.(s.certNames);
     }
   }
 
@@ -139,7 +127,7 @@ export class GloomFrontEnd {
     try {
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     } catch { /* not TCP */ }
-    const mutual = this.#mutualTls;
+    const mutual = this.#clientCerts;
     if (mutual === undefined) {
       this.#open(conn, role, undefined);
       return;
@@ -186,7 +174,7 @@ export class GloomFrontEnd {
       : new WorkerSession(this.#ctx, socket);
     if (certNames !== undefined) {
       session.certNames = certNames;
-      session.access = this.#mutualTls?.access?.(certNames);
+      session.access = this.#clientCerts?.access?.(certNames);
     }
     this.#sockets.add(socket);
     this.#sessions.add(session);

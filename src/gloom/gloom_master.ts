@@ -46,6 +46,15 @@ export class GloomError extends Error {
   }
 }
 
+/** The error an error frame from the server carries (for the master and worker clients). */
+export function gloomErrorOf(msg: Record<string, unknown>): GloomError {
+  return new GloomError(
+    String(msg.error) as GloomErrorCode,
+    String(msg.message ?? msg.error),
+    isGloomId(msg.id) ? msg.id : undefined,
+  );
+}
+
 /**
  * Where and how to connect, for {@link GloomMaster.connect} and
  * {@link GloomWorker.connect}.
@@ -336,11 +345,7 @@ export class GloomMaster implements AsyncDisposable {
       return;
     }
     if (msg.type === "error") {
-      const err = new GloomError(
-        String(msg.error) as GloomErrorCode,
-        String(msg.message ?? msg.error),
-        isGloomId(msg.id) ? msg.id : undefined,
-      );
+      const err = gloomErrorOf(msg);
       const entry = err.id === undefined ? undefined : this.#take(err.id);
       if (entry !== undefined) {
         if (!entry.abandoned) entry.reject(err);

@@ -2,8 +2,8 @@
 // handler per job, sends its result back as the response.
 
 import { DEFAULT_GLOOM_WORKER_PORT, DEFAULT_MAX_FRAME_SIZE } from "./frame.ts";
-import { type GloomConnectOptions, GloomError } from "./gloom_master.ts";
-import { type GloomErrorCode, type GloomId, isGloomId } from "./messages.ts";
+import { type GloomConnectOptions, type GloomError, gloomErrorOf } from "./gloom_master.ts";
+import { type GloomId, isGloomId } from "./messages.ts";
 import { GloomSocket } from "./socket.ts";
 import { connectGloom } from "./connect.ts";
 
@@ -219,11 +219,7 @@ export class GloomWorker implements AsyncDisposable {
     }
     if (typeof msg !== "object" || msg === null) return;
     if (msg.type === "error") {
-      const err = new GloomError(
-        String(msg.error) as GloomErrorCode,
-        String(msg.message ?? msg.error),
-        isGloomId(msg.id) ? msg.id : undefined,
-      );
+      const err = gloomErrorOf(msg);
       this.#lastServerError = err;
       this.#onServerError?.(err);
       return;

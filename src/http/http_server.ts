@@ -6,8 +6,8 @@
 import http from "node:http";
 import type tls from "node:tls";
 import { getLogger } from "@logtape/logtape";
-import { CompiledAccess } from "../server/tls_access.ts";
-import { type MutualTlsUpgrader, TlsHandshakeError } from "../transport/mutual_tls.ts";
+import { type ClientCertificates, CompiledAccess } from "../server/tls_access.ts";
+import { TlsHandshakeError } from "../transport/mutual_tls.ts";
 import { byteStringBytes } from "../protocol/_bytes.ts";
 import { percentDecode, queryParam } from "./byte_text.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./exposition.ts";
@@ -50,21 +50,13 @@ export interface HttpFrontEndOptions {
    * Serve HTTPS with client certificates instead (the server's mutual TLS:
    * its CA and CRL), with its access rules if any.
    */
-  mutualTls?: HttpMutualTls;
+  clientCerts?: ClientCertificates;
   /** Bearer token for the state-changing endpoints; without one they are off. */
   adminToken: string | undefined;
   /** The server to report on. */
   server: ObservedServer;
   /** Start a graceful shutdown (POST /api/drain). */
   drain(): void;
-}
-
-/** Client certificates on the HTTP endpoint: the server's mutual TLS and its access rules. */
-export interface HttpMutualTls {
-  /** Verifies client certificates (the Gearman port's). */
-  upgrader: MutualTlsUpgrader;
-  /** What a certificate's names may do; undefined: no rules (any verified client may read). */
-  access: ((names: readonly string[]) => CompiledAccess) | undefined;
 }
 
 /** A listening HTTP server, whichever kind. */
@@ -144,7 +136,6 @@ export function checkAdminToken(token: string): void {
 /** The HTTP endpoint of a Gearman server: metrics, health, JSON API, dashboard. */
 export class HttpFrontEnd {
   readonly #http: Listening;
-  readonly #mutualTls: HttpMutualTls | undefined;
   readonly #server: ObservedServer;
   readonly #token: string | undefined;
   readonly #drain: () => void;
@@ -164,10 +155,9 @@ export class HttpFrontEnd {
     this.#token = options.adminToken;
     this.#drain = options.drain;
     try {
-      this.#mutualTls = options.tls === undefined ? undefined : options.mutualTls;
-      this.#http = this.#mutualTls === undefined
+      this.#http = options.tls === undefined || options.clientCerts === undefined
         ? this.#listen(options.hostname, options.port, options.tls)
-        : this.#listenMutual(options.hostname, options.port, this.#mutualTls);
+        : this.#listenMutual(options.hostname, options.port, options.clientCerts);
     } catch (err) {
       if (err instanceof Deno.errors.AddrInUse) {
         throw new Deno.errors.AddrInUse(
@@ -206,13 +196,14 @@ export class HttpFrontEnd {
    * TCP connection goes through the server's mutual-TLS handshake (as on
    * the Gearman port) and the verified socket to a node:http server.
    */
-  #listenMutual(hostname: string, port: number, mutual: HttpMutualTls): Listening {
+  #listenMutual(hostname: string, port: number, mutual: ClientCertificates): Listening {
     const listener = Deno.listen({ hostname, port, transport: "tcp" });
     const names = new WeakMap<object, readonly string[]>();
     const sockets = new Set<tls.TLSSocket>();
     let open = true;
     const server = http.createServer((req, res) => {
       const certNames = names.get(req.socket);
+      // Rules looked up per request: setAccessRules replaces them in `mutual`.
       // A request on a socket we did not verify cannot happen; refuse it all the same.
       const caller: Caller = {
         access: certNames === undefined ? NOBODY : mutual.access?.(certNames),
@@ -275,16 +266,11 @@ export class HttpFrontEnd {
         if (v === undefined) continue;
         for (const value of Array.isArray(v) ? v : [v]) headers.append(k, value);
       }
-      let body: Uint8Array<ArrayBuffer> | undefined;
+      let body: Blob | undefined;
       if (req.method !== "GET" && req.method !== "HEAD") {
-        const chunks: Uint8Array[] = [];
-        for await (const chunk of req) chunks.push(chunk as Uint8Array);
-        body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-        let at = 0;
-        for (const c of chunks) {
-          body.set(c, at);
-          at += c.length;
-        }
+        const chunks: Uint8Array<ArrayBuffer>[] = [];
+        for await (const chunk of req) chunks.push(chunk as Uint8Array<ArrayBuffer>);
+        body = new Blob(chunks);
       }
       const request = new Request(`https://${req.headers.host ?? "localhost"}${req.url ?? "/"}`, {
         method: req.method ?? "GET",
@@ -301,11 +287,6 @@ export class HttpFrontEnd {
       if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
       res.end("Internal error; see the server log\n");
     }
-  }
-
-  /** Follow new access rules (mutual TLS): from each connection's next request. */
-  setAccess(access: (names: readonly string[]) => CompiledAccess): void {
-    if (this.#mutualTls !== undefined) this.#mutualTls.access = access;
   }
 
   /** The address the HTTP endpoint listens on. */

@@ -28,7 +28,12 @@ import {
   MutualTlsUpgrader,
   TlsHandshakeError,
 } from "../transport/mutual_tls.ts";
-import { compileAccessRules, type CompiledAccess, type TlsAccessRules } from "./tls_access.ts";
+import {
+  type ClientCertificates,
+  compileAccessRules,
+  type CompiledAccess,
+  type TlsAccessRules,
+} from "./tls_access.ts";
 
 /** The port IANA assigned to Gearman. */
 export const DEFAULT_PORT = 4730;
@@ -302,8 +307,8 @@ function logAdapter(logger: Logger): DispatcherLog {
  */
 export class Server implements AsyncDisposable {
   readonly #listener: Deno.Listener<Deno.TcpConn> | Deno.TlsListener;
-  readonly #mutualTls: MutualTlsUpgrader | undefined;
-  #access: ((names: string | readonly string[]) => CompiledAccess) | undefined;
+  /** Client certificates (mutual TLS: tls.ca) and their access rules. */
+  readonly #clientCerts: ClientCertificates | undefined;
   /** Mutual-TLS handshakes under way (closed on shutdown). */
   readonly #handshaking = new Set<Deno.TcpConn>();
   readonly #gloom: GloomFrontEnd | undefined;
@@ -403,7 +408,7 @@ export class Server implements AsyncDisposable {
         "Cannot start server: tls.access (--tls-access) needs tls.ca (--tls-ca): names come from verified client certificates",
       );
     }
-    this.#access = tls?.access === undefined
+    const access = tls?.access === undefined
       ? undefined
       : compileAccessRules(tls.access, "tls.access (--tls-access)");
     if (adminRead !== "any" && adminRead !== "loopback" && adminRead !== "token") {
@@ -463,13 +468,16 @@ export class Server implements AsyncDisposable {
         }),
     });
     try {
-      this.#mutualTls = tls?.ca === undefined ? undefined : new MutualTlsUpgrader({
-        cert: tls.cert,
-        key: tls.key,
-        ca: tls.ca,
-        ...(tls.crl !== undefined ? { crl: tls.crl } : {}),
-      });
-      this.#listener = tls && this.#mutualTls === undefined
+      this.#clientCerts = tls?.ca === undefined ? undefined : {
+        upgrader: new MutualTlsUpgrader({
+          cert: tls.cert,
+          key: tls.key,
+          ca: tls.ca,
+          ...(tls.crl !== undefined ? { crl: tls.crl } : {}),
+        }),
+        access,
+      };
+      this.#listener = tls && this.#clientCerts === undefined
         ? Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key })
         : Deno.listen({ hostname, port, transport: "tcp" });
     } catch (err) {
@@ -485,9 +493,7 @@ export class Server implements AsyncDisposable {
         maxFrameSize,
         ...(gloomTls && tls !== undefined ? { tls: { cert: tls.cert, key: tls.key } } : {}),
         // With client certificates on the Gearman port, the Gloom ports ask for them too.
-        ...(gloomTls && this.#mutualTls !== undefined
-          ? { mutualTls: { upgrader: this.#mutualTls, access: this.#access } }
-          : {}),
+        ...(gloomTls && this.#clientCerts !== undefined ? { clientCerts: this.#clientCerts } : {}),
         onConnectionClosed: () => {
           if (this.#stopping) this.#maybeFinish();
         },
@@ -504,9 +510,7 @@ export class Server implements AsyncDisposable {
         port: httpPort,
         ...(httpTls && tls !== undefined ? { tls: { cert: tls.cert, key: tls.key } } : {}),
         // With client certificates on the Gearman port, HTTPS asks for them too.
-        ...(httpTls && this.#mutualTls !== undefined
-          ? { mutualTls: { upgrader: this.#mutualTls, access: this.#access } }
-          : {}),
+        ...(httpTls && this.#clientCerts !== undefined ? { clientCerts: this.#clientCerts } : {}),
         adminToken,
         server: {
           dispatcher: this.#dispatcher,
@@ -572,12 +576,12 @@ export class Server implements AsyncDisposable {
    * ```
    */
   setRevocationList(crl: string): void {
-    if (this.#mutualTls === undefined) {
+    if (this.#clientCerts === undefined) {
       throw new TypeError(
         "Cannot use a revocation list: the server does not require client certificates (tls.ca, --tls-ca)",
       );
     }
-    this.#mutualTls.setRevocationList(crl);
+    this.#clientCerts.upgrader.setRevocationList(crl);
   }
 
   /**
@@ -596,18 +600,19 @@ export class Server implements AsyncDisposable {
    * ```
    */
   setAccessRules(rules: TlsAccessRules): void {
-    if (this.#access === undefined) {
+    const certs = this.#clientCerts;
+    if (certs?.access === undefined) {
       throw new TypeError(
         "Cannot change access rules: the server was started without tls.access (--tls-access); restart it with rules",
       );
     }
+    // The HTTPS endpoint looks the rules up per request; connections keep theirs.
     const lookup = compileAccessRules(rules, "tls.access (--tls-access)");
-    this.#access = lookup;
+    certs.access = lookup;
     for (const peer of this.#peers.values()) {
       if (peer.certNames !== undefined) peer.access = lookup(peer.certNames);
     }
-    this.#gloom?.setAccess(lookup);
-    this.#http?.setAccess(lookup);
+    this.#gloom?.refreshAccess();
   }
 
   /**
@@ -631,8 +636,8 @@ export class Server implements AsyncDisposable {
   async #acceptLoop(): Promise<void> {
     try {
       for await (const conn of this.#listener) {
-        if (this.#mutualTls === undefined) this.#accept(conn);
-        else this.#handshake(this.#mutualTls, conn as Deno.TcpConn);
+        if (this.#clientCerts === undefined) this.#accept(conn);
+        else this.#handshake(this.#clientCerts.upgrader, conn as Deno.TcpConn);
       }
     } catch (err) {
       if (this.#accepting) {
@@ -708,7 +713,7 @@ export class Server implements AsyncDisposable {
     // deno-lint-ignore prefer-const
     let peer!: Peer;
     const admin = this.#admin;
-    const access = "peerNames" in conn ? this.#access?.(conn.peerNames) : undefined;
+    const access = "peerNames" in conn ? this.#clientCerts?.access?.(conn.peerNames) : undefined;
     // Unread output allowed: the usual backpressure slack, and one largest packet.
     const maxBacklog = this.#maxOutboxBytes * 4 + this.#maxPacketSize;
     const connection: Connection = new Connection(conn, {

@@ -3,6 +3,8 @@
 // functions, register as workers for which functions, and run admin
 // commands.
 
+import type { MutualTlsUpgrader } from "../transport/mutual_tls.ts";
+
 /**
  * What one certificate name may do. Function patterns are exact names, a
  * prefix ending in `*` (`"image.*"`), or `"*"` for every function; a
@@ -59,6 +61,22 @@ export interface TlsAccessRule {
  */
 export type TlsAccessRules = Record<string, TlsAccessRule>;
 
+/** From a certificate's name, or its names (CN first, then SANs), to its compiled rule. */
+export type AccessLookup = (names: string | readonly string[]) => CompiledAccess;
+
+/**
+ * The server's client-certificate check, shared by the Gearman port, the
+ * Gloom ports and the HTTPS endpoint: the handshake that verifies the
+ * chain (and the CRL), and the access rules, if any. `access` is replaced
+ * when the rules change (setAccessRules, SIGHUP), for all of them at once.
+ */
+export interface ClientCertificates {
+  /** Verifies client certificates. */
+  readonly upgrader: MutualTlsUpgrader;
+  /** What a certificate's names may do; undefined: no rules (any verified client may do anything). */
+  access: AccessLookup | undefined;
+}
+
 /** One name's rule, compiled for quick checks. */
 export class CompiledAccess {
   /** The certificate name it was made for. */
@@ -110,7 +128,7 @@ const FIELDS = new Set(["submit", "work", "admin"]);
 export function compileAccessRules(
   rules: unknown,
   source = "tls access rules",
-): (names: string | readonly string[]) => CompiledAccess {
+): AccessLookup {
   if (typeof rules !== "object" || rules === null || Array.isArray(rules)) {
     throw new TypeError(
       `Cannot use ${source}: expected a JSON object keyed by certificate name, like {"alice": {"submit": ["reverse"]}}`,

@@ -86,6 +86,8 @@ export function normalSerial(hex: string): string {
   return s === "" ? "0" : s;
 }
 
+const utf8 = new TextDecoder();
+
 function hexOf(der: Uint8Array, from: number, to: number): string {
   let hex = "";
   for (let b = from; b < to; b++) hex += der[b]!.toString(16).padStart(2, "0");
@@ -203,7 +205,7 @@ function nameText(der: Uint8Array, name: Element): string {
     for (const pair of children(der, set)) {
       const [type, value] = children(der, pair);
       if (type === undefined || value === undefined) continue;
-      const text = new TextDecoder().decode(der.subarray(value.start, value.end));
+      const text = utf8.decode(der.subarray(value.start, value.end));
       if (oidOf(der, type) === "2.5.4.3") cn = text;
       values.push(text);
     }
