@@ -220,6 +220,7 @@ export class Dispatcher {
     peer.functions = [];
     // A worker woken for jobs it never grabbed passes the wake-up on.
     if (peer.noopSent) { for (const f of functions) if (f.ready > 0) this.#wakeOne(f); }
+    if (!peer.busy && peer.diskWaits.size === 0) return;
     for (const slot of [...peer.jobs]) this.#workerLost(peer, slot, "disconnected");
     for (const slot of [...peer.waiting]) this.#dropClient(slot, peer);
     for (const handle of peer.diskWaits) {
@@ -629,7 +630,7 @@ export class Dispatcher {
     const jobs = this.jobs;
     jobs.state[slot] = JobState.RUNNING;
     jobs.worker[slot] = peer.id;
-    peer.jobs.add(slot);
+    peer.holdJob(slot);
     f.running++;
     const now = coarseNow();
     f.metrics.wait.observe((now - jobs.stamp[slot]!) / 1000);
@@ -725,7 +726,7 @@ export class Dispatcher {
         this.store.setRetries(jobs.handleNumber(slot), retries, jobs.storeRef[slot]!)
       );
     }
-    peer.jobs.delete(slot);
+    peer.dropJob(slot);
     this.#clearJobTimer(slot);
     f.running--;
     jobs.worker[slot] = 0;
@@ -866,7 +867,7 @@ export class Dispatcher {
     const state = jobs.state[slot];
     if (state === JobState.RUNNING) {
       f.running--;
-      this.peers.get(jobs.worker[slot]!)?.jobs.delete(slot);
+      this.peers.get(jobs.worker[slot]!)?.dropJob(slot);
       this.#clearJobTimer(slot);
     } else if (state === JobState.QUEUED) {
       f.queues[jobs.priority[slot]!]!.remove(jobs, slot);
@@ -883,10 +884,10 @@ export class Dispatcher {
     this.#cron.delete(slot);
     this.#forgetUnique(slot);
     const first = jobs.client[slot]!;
-    if (first !== 0) this.peers.get(first)?.waiting.delete(slot);
+    if (first !== 0) this.peers.get(first)?.stopWaiting(slot);
     const more = this.#moreClients.get(slot);
     if (more !== undefined) {
-      for (const id of more) this.peers.get(id)?.waiting.delete(slot);
+      for (const id of more) this.peers.get(id)?.stopWaiting(slot);
       this.#moreClients.delete(slot);
     }
     this.#status.delete(slot);
@@ -925,7 +926,7 @@ export class Dispatcher {
   #dropClient(slot: number, peer: Peer): void {
     const jobs = this.jobs;
     const peerId = peer.id;
-    peer.waiting.delete(slot);
+    peer.stopWaiting(slot);
     if (jobs.client[slot] === peerId) {
       const more = this.#moreClients.get(slot);
       const next = more?.shift() ?? 0;
@@ -1050,7 +1051,7 @@ export class Dispatcher {
               const list = this.#diskWaiters.get(j.handle);
               if (list === undefined) this.#diskWaiters.set(j.handle, [peer.id]);
               else if (!list.includes(peer.id)) list.push(peer.id);
-              peer.diskWaits.add(j.handle);
+              peer.waitOnStored(j.handle);
             }
             if (this.store.pending) this.#cork(peer);
             peer.conn.out().begin(RES, T.JOB_CREATED).bytes(this.handlePrefix).decimal(j.handle)
@@ -1362,7 +1363,7 @@ export class Dispatcher {
       for (const id of waiters) {
         const peer = this.peers.get(id);
         if (peer === undefined) continue;
-        peer.diskWaits.delete(j.handle);
+        peer.stopWaitingOnStored(j.handle);
         this.#addClient(slot, peer);
       }
     }
@@ -1415,7 +1416,7 @@ export class Dispatcher {
   #addClient(slot: number, peer: Peer): void {
     const jobs = this.jobs;
     if (peer.waiting.has(slot)) return;
-    peer.waiting.add(slot);
+    peer.waitOn(slot);
     if (jobs.client[slot] === 0) {
       jobs.client[slot] = peer.id;
       return;

@@ -4,10 +4,13 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import { Magic } from "../protocol/packet.ts";
 import { PacketType } from "../protocol/packet_type.ts";
-import { DEFAULT_MAX_PACKET_SIZE } from "../protocol/packet_framer.ts";
-import type { ProtocolError } from "../protocol/protocol_error.ts";
+import { DEFAULT_MAX_PACKET_SIZE, type FramerSink } from "../protocol/packet_framer.ts";
 import { byteString } from "../protocol/_bytes.ts";
-import { Connection, DEFAULT_MAX_OUTBOX_BYTES } from "../transport/connection.ts";
+import {
+  Connection,
+  type ConnectionOptions,
+  DEFAULT_MAX_OUTBOX_BYTES,
+} from "../transport/connection.ts";
 import { AdminCommands, type AdminReadAccess } from "./admin_commands.ts";
 import { Dispatcher, type DispatcherLog } from "./dispatcher.ts";
 import type { Peer } from "./peer.ts";
@@ -316,8 +319,10 @@ export class Server implements AsyncDisposable {
   readonly #store: JobStore;
   readonly #admin: AdminCommands;
   readonly #logger: Logger = getLogger(["gearman", "server"]);
-  readonly #connections = new Set<Connection>();
+  /** Open Gearman connections and their peers. */
   readonly #peers = new Map<Connection, Peer>();
+  readonly #handlers: PeerHandlers;
+  readonly #connectionOptions: ConnectionOptions;
   readonly #maxConnections: number;
   readonly #maxOutboxBytes: number;
   readonly #idleTimeoutMs: number;
@@ -454,6 +459,7 @@ export class Server implements AsyncDisposable {
         count: restored,
       });
     }
+    this.#connectionOptions = this.#makeConnectionOptions();
     this.#admin = new AdminCommands(this.#dispatcher, {
       version: VERSION,
       shutdown: (graceful) => void this.shutdown({ graceful }),
@@ -467,6 +473,7 @@ export class Server implements AsyncDisposable {
           why,
         }),
     });
+    this.#handlers = this.#makeHandlers();
     try {
       this.#clientCerts = tls?.ca === undefined ? undefined : {
         upgrader: new MutualTlsUpgrader({
@@ -518,8 +525,8 @@ export class Server implements AsyncDisposable {
           traffic: this.#traffic,
           address: () => this.addr,
           gloomAddrs: () => this.gloomAddrs,
-          openConnections: () => this.#connections.size,
-          bytes: () => this.#traffic.bytes(this.#connections),
+          openConnections: () => this.#peers.size,
+          bytes: () => this.#traffic.bytes(this.#peers.keys()),
           accepting: () => this.#accepting,
           draining: () => this.#stopping || this.#dispatcher.draining,
           storeOpen: () => !this.#done,
@@ -630,7 +637,7 @@ export class Server implements AsyncDisposable {
 
   /** Open connections. */
   get connectionCount(): number {
-    return this.#connections.size;
+    return this.#peers.size;
   }
 
   async #acceptLoop(): Promise<void> {
@@ -681,7 +688,7 @@ export class Server implements AsyncDisposable {
 
   /** Past --max-connections (handshakes under way count): refuse and log. */
   #overLimit(conn: Deno.Conn | MutualTlsConn): boolean {
-    const open = this.#connections.size + this.#handshaking.size;
+    const open = this.#peers.size + this.#handshaking.size;
     if (this.#maxConnections === 0 || open < this.#maxConnections) return false;
     this.#traffic.refused++;
     const remote = conn.remoteAddr as Deno.NetAddr;
@@ -708,48 +715,80 @@ export class Server implements AsyncDisposable {
     try {
       if ("setNoDelay" in conn) conn.setNoDelay(true);
     } catch { /* not TCP */ }
+    const sink = new PeerSink(this.#handlers);
+    const connection = new Connection(conn, sink, this.#connectionOptions);
+    const peer = this.#dispatcher.addPeer(connection);
+    sink.peer = peer;
+    if ("peerName" in conn) {
+      peer.certName = conn.peerName;
+      peer.certNames = conn.peerNames;
+      peer.access = this.#clientCerts?.access?.(conn.peerNames);
+    }
+    this.#peers.set(connection, peer);
+    this.#logger.debug("Accepted connection {id} from {remote}", () => ({
+      id: peer.id,
+      remote: connection.remote,
+    }));
+    void this.#serve(connection, peer);
+  }
+
+  /** Run a connection until it ends, then forget it. */
+  async #serve(connection: Connection, peer: Peer): Promise<void> {
+    const err = await connection.run();
+    if (err && !(err.name === "ProtocolError")) {
+      this.#logger.debug("Connection {id} ended: {error}", { id: peer.id, error: err.message });
+    }
+    this.#dispatcher.removePeer(peer);
+    this.#peers.delete(connection);
+    this.#traffic.closed(connection);
+    if (this.#stopping) this.#maybeFinish();
+  }
+
+  /**
+   * What every Gearman connection's packets and admin lines go to (one
+   * object for all, so a connection costs no closures of its own).
+   */
+  #makeHandlers(): PeerHandlers {
     const d = this.#dispatcher;
-    // Assigned right after the connection is made; callbacks run later.
-    // deno-lint-ignore prefer-const
-    let peer!: Peer;
     const admin = this.#admin;
-    const access = "peerNames" in conn ? this.#clientCerts?.access?.(conn.peerNames) : undefined;
-    // Unread output allowed: the usual backpressure slack, and one largest packet.
-    const maxBacklog = this.#maxOutboxBytes * 4 + this.#maxPacketSize;
-    const connection: Connection = new Connection(conn, {
-      packet: access === undefined
-        ? (type, body, magic) => d.packet(peer, type, body, magic)
-        : (type, body, magic) => {
-          // peer.access, not access: setAccessRules may have replaced it.
-          if (this.#permitted(peer, peer.access!, type, body)) d.packet(peer, type, body, magic);
-        },
-      line: (line) => {
+    return {
+      packet: (peer, type, body, magic) => {
+        // With --tls-access rules (peer.access), check the packet first.
+        if (peer.access === undefined || this.#permitted(peer, peer.access, type, body)) {
+          d.packet(peer, type, body, magic);
+        }
+      },
+      line: (peer, line) => {
+        const connection = peer.conn;
         const reply = admin.reply(peer, byteString(line));
         if (typeof reply === "string") {
           connection.out().byteString(reply);
           return;
         }
         // Answered by the cluster's database: later lines wait, so replies stay in order.
-        connection.pause();
+        connection.pause?.();
         void reply.then((r) => {
           if (!connection.closed) connection.out().byteString(r);
-        }).finally(() => connection.resume());
+        }).finally(() => connection.resume?.());
       },
-    }, {
+    };
+  }
+
+  /** The options of every Gearman connection (one object for all). */
+  #makeConnectionOptions(): ConnectionOptions {
+    // Unread output allowed: the usual backpressure slack, and one largest packet.
+    const maxBacklog = this.#maxOutboxBytes * 4 + this.#maxPacketSize;
+    return {
       text: true,
       maxPacketSize: this.#maxPacketSize,
       maxOutboxBytes: this.#maxOutboxBytes,
       maxBacklogBytes: maxBacklog,
-      onOverflow: (backlog) =>
+      onOverflow: (backlog, connection) =>
         this.#logger.warn(
           "Closing connection from {remote}: {backlog} bytes of replies wait for it to read (limit {limit}); a client that never reads cannot hold server memory",
-          {
-            remote: connection.remote,
-            backlog,
-            limit: maxBacklog,
-          },
+          { remote: connection.remote, backlog, limit: maxBacklog },
         ),
-      onProtocolError: (err: ProtocolError) => {
+      onProtocolError: (err, connection) => {
         this.#logger.warn("Closing connection from {remote}: {error}", {
           remote: connection.remote,
           error: err.message,
@@ -757,29 +796,7 @@ export class Server implements AsyncDisposable {
         connection.out().begin(Magic.RES, PacketType.ERROR).byteString(err.code).nul()
           .text(err.message).end();
       },
-    });
-    peer = d.addPeer(connection);
-    if ("peerName" in conn) {
-      peer.certName = conn.peerName;
-      peer.certNames = conn.peerNames;
-    }
-    peer.access = access;
-    this.#connections.add(connection);
-    this.#peers.set(connection, peer);
-    this.#logger.debug("Accepted connection {id} from {remote}", {
-      id: peer.id,
-      remote: connection.remote,
-    });
-    void connection.run().then((err) => {
-      if (err && !(err.name === "ProtocolError")) {
-        this.#logger.debug("Connection {id} ended: {error}", { id: peer.id, error: err.message });
-      }
-      d.removePeer(peer);
-      this.#connections.delete(connection);
-      this.#peers.delete(connection);
-      this.#traffic.closed(connection);
-      if (this.#stopping) this.#maybeFinish();
-    });
+    };
   }
 
   /** With --tls-access: whether `peer` may send this packet; if not, say so and log it. */
@@ -819,16 +836,14 @@ export class Server implements AsyncDisposable {
 
   #maybeFinish(): void {
     if (this.#handshaking.size > 0) return;
-    if (this.#connections.size === 0 && (this.#gloom?.connectionCount ?? 0) === 0) this.#finish();
+    if (this.#peers.size === 0 && (this.#gloom?.connectionCount ?? 0) === 0) this.#finish();
   }
 
   /** Close connections that sent nothing for the idle timeout and have no job pending. */
   #sweepIdle(): void {
     const limit = performance.now() - this.#idleTimeoutMs;
-    for (const c of this.#connections) {
-      if (c.lastRead > limit || c.closed) continue;
-      const peer = this.#peers.get(c);
-      if (peer && (peer.jobs.size > 0 || peer.waiting.size > 0)) continue;
+    for (const [c, peer] of this.#peers) {
+      if (c.lastRead > limit || c.closed || peer.busy) continue;
       this.#logger.info("Closing connection from {remote}: idle for {seconds} s (--idle-timeout)", {
         remote: c.remote,
         seconds: this.#idleTimeoutMs / 1000,
@@ -891,7 +906,7 @@ export class Server implements AsyncDisposable {
     clearTimeout(this.#drainTimer);
     this.#drainTimer = undefined;
     this.#gloom?.close(false);
-    for (const c of this.#connections) c.close(200);
+    for (const c of this.#peers.keys()) c.close(200);
     for (const c of this.#handshaking) {
       try {
         c.close();
@@ -971,4 +986,29 @@ function checkInteger(name: string, v: number, min: number, max: number): void {
  */
 export function serve(options: ServeOptions = {}): Server {
   return new Server(options);
+}
+
+/** What a {@link PeerSink} hands its connection's packets and lines to. */
+interface PeerHandlers {
+  packet(peer: Peer, type: number, body: Uint8Array, magic: Magic): void;
+  line(peer: Peer, line: Uint8Array): void;
+}
+
+/** One connection's framer sink: its peer and the server's shared handlers. */
+class PeerSink implements FramerSink {
+  /** Set right after the connection is made, before anything is read. */
+  peer!: Peer;
+  readonly #handlers: PeerHandlers;
+
+  constructor(handlers: PeerHandlers) {
+    this.#handlers = handlers;
+  }
+
+  packet(type: number, body: Uint8Array, magic: Magic): void {
+    this.#handlers.packet(this.peer, type, body, magic);
+  }
+
+  line(line: Uint8Array): void {
+    this.#handlers.line(this.peer, line);
+  }
 }

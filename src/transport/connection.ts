@@ -78,13 +78,17 @@ export interface ConnectionOptions extends PacketFramerOptions {
    * @default {Infinity}
    */
   maxBacklogBytes?: number;
-  /** Called, with the unsent byte count, when `maxBacklogBytes` closes the connection. */
-  onOverflow?: (backlog: number) => void;
+  /**
+   * Called, with the unsent byte count and the connection, when
+   * `maxBacklogBytes` closes the connection.
+   */
+  onOverflow?: (backlog: number, connection: Connection) => void;
   /**
    * Called when the bytes read break the protocol, before the connection
-   * closes: a chance to write an ERROR packet that will still be flushed.
+   * closes: a chance to write an ERROR packet (to `connection.out()`) that
+   * will still be flushed.
    */
-  onProtocolError?: (err: ProtocolError) => void;
+  onProtocolError?: (err: ProtocolError, connection: Connection) => void;
   /**
    * Which errors thrown while framing are protocol errors (passed to
    * `onProtocolError`).
@@ -108,13 +112,17 @@ export class Connection {
   readonly #conn: ByteConn;
   readonly #framer: StreamFramer;
   readonly #maxOutbox: number;
-  readonly #maxBacklog: number;
-  readonly #onOverflow: ((backlog: number) => void) | undefined;
-  readonly #onProtocolError: ((err: ProtocolError) => void) | undefined;
-  readonly #isProtocolError: (err: unknown) => boolean;
+  /** The options given: callbacks are read from it, so one object can serve many connections. */
+  readonly #options: ConnectionOptions;
   #out: PacketWriter = new PacketWriter();
-  /** The second buffer, made on the first write: filled while the other is being written. */
+  /**
+   * The second buffer, made when packets are written while a write is in
+   * flight: they go there while the socket takes the other. A connection
+   * that answers one request at a time never needs it.
+   */
   #spare: PacketWriter | undefined;
+  /** The writer whose bytes the socket is taking, if a write is in flight. */
+  #inFlight: PacketWriter | undefined;
   #flushScheduled = false;
   /** The framer was paused because the outbox went past its limit. */
   #backpressured = false;
@@ -128,10 +136,13 @@ export class Connection {
   /** No more reads; pending output is flushed, then the socket closes. */
   #closing = false;
   #socketClosed = false;
+  /** The socket finished closing ({@link done} resolves at once). */
+  #closed = false;
   #drained: PromiseWithResolvers<void> | undefined;
   /** Set while {@link pause}d for a late reply: the read loop waits for it. */
   #replyWait: PromiseWithResolvers<void> | undefined;
-  readonly #done: PromiseWithResolvers<Error | undefined> = Promise.withResolvers();
+  /** Made when someone waits for the close (most connections end without a waiter). */
+  #done: PromiseWithResolvers<Error | undefined> | undefined;
   /** Why the connection ended, when it was not a plain EOF or close. */
   #error: Error | undefined;
 
@@ -141,7 +152,8 @@ export class Connection {
    * @param conn The socket.
    * @param framing Receives Gearman packets and admin lines (a
    *   `PacketFramer` is made with `options`), or another protocol's framer.
-   * @param options Framing and outbox options.
+   * @param options Framing and outbox options; kept, not copied, so one
+   *   object can serve every connection of a server.
    */
   constructor(
     conn: ByteConn,
@@ -151,10 +163,7 @@ export class Connection {
     this.#conn = conn;
     this.#framer = "readRegion" in framing ? framing : new PacketFramer(framing, options);
     this.#maxOutbox = options.maxOutboxBytes ?? DEFAULT_MAX_OUTBOX_BYTES;
-    this.#maxBacklog = options.maxBacklogBytes ?? Infinity;
-    this.#onOverflow = options.onOverflow;
-    this.#onProtocolError = options.onProtocolError;
-    this.#isProtocolError = options.isProtocolError ?? ((err) => err instanceof ProtocolError);
+    this.#options = options;
   }
 
   /** The peer's address, as `host:port` (IPv6 in brackets). */
@@ -197,6 +206,10 @@ export class Connection {
 
   /** Resolves with the ending error (or `undefined`) once the socket is closed. */
   get done(): Promise<Error | undefined> {
+    if (this.#done === undefined) {
+      if (this.#closed) return Promise.resolve(this.#error);
+      this.#done = Promise.withResolvers();
+    }
     return this.#done.promise;
   }
 
@@ -220,6 +233,12 @@ export class Connection {
         this.#backpressured = true;
         framer.pause();
       }
+    }
+    if (this.#out === this.#inFlight) {
+      // Its bytes are being written: append to the other buffer meanwhile.
+      const other = this.#spare ?? new PacketWriter();
+      this.#spare = this.#out;
+      this.#out = other;
     }
     return this.#out;
   }
@@ -254,12 +273,13 @@ export class Connection {
       return;
     }
     const backlog = this.backlog;
-    if (backlog > this.#maxBacklog && !this.#closing) {
+    const maxBacklog = this.#options.maxBacklogBytes ?? Infinity;
+    if (backlog > maxBacklog && !this.#closing) {
       // The peer does not read what others send it: let it go.
       this.#error ??= new Error(
-        `Closed: ${backlog} bytes of output waited for the peer to read (limit ${this.#maxBacklog})`,
+        `Closed: ${backlog} bytes of output waited for the peer to read (limit ${maxBacklog})`,
       );
-      this.#onOverflow?.(backlog);
+      this.#options.onOverflow?.(backlog, this);
       this.abort();
       return;
     }
@@ -271,8 +291,7 @@ export class Connection {
     try {
       while (this.#out.length > 0 && !this.#socketClosed) {
         const w = this.#out;
-        this.#out = this.#spare ?? new PacketWriter();
-        this.#spare = w;
+        this.#inFlight = w;
         const bytes = w.take();
         let off = 0;
         this.#writing = bytes.length;
@@ -282,6 +301,7 @@ export class Connection {
           this.#bytesOut += n;
           this.#writing = bytes.length - off;
         }
+        this.#inFlight = undefined;
         w.reset();
       }
     } catch (err) {
@@ -291,6 +311,7 @@ export class Connection {
       this.#closeSocket();
     } finally {
       this.#writing = 0;
+      this.#inFlight = undefined;
       const d = this.#drained;
       this.#drained = undefined;
       d?.resolve();
@@ -328,7 +349,7 @@ export class Connection {
         this.#framer.resume?.();
       } catch (err) {
         this.#error ??= err instanceof Error ? err : new Error(String(err));
-        if (this.#isProtocolError(err)) this.#onProtocolError?.(err as ProtocolError);
+        this.#protocolError(err);
         this.close();
       }
     }
@@ -381,12 +402,19 @@ export class Connection {
       }
     } catch (err) {
       if (!this.#socketClosed) this.#error ??= err instanceof Error ? err : new Error(String(err));
-      if (this.#isProtocolError(err) && !this.#socketClosed) {
-        this.#onProtocolError?.(err as ProtocolError);
-      }
+      if (!this.#socketClosed) this.#protocolError(err);
     }
     this.close();
-    return await this.#done.promise;
+    return await this.done;
+  }
+
+  /** Tell `onProtocolError` of `err` if it breaks the protocol. */
+  #protocolError(err: unknown): void {
+    const { isProtocolError, onProtocolError } = this.#options;
+    if (onProtocolError === undefined) return;
+    if (isProtocolError === undefined ? err instanceof ProtocolError : isProtocolError(err)) {
+      onProtocolError(err as ProtocolError, this);
+    }
   }
 
   /**
@@ -431,10 +459,16 @@ export class Connection {
       closing = this.#conn.close();
     } catch { /* already closed by the peer */ }
     if (closing instanceof Promise) {
-      const done = () => this.#done.resolve(this.#error);
+      const done = () => this.#settle();
       closing.then(done, done);
     } else {
-      this.#done.resolve(this.#error);
+      this.#settle();
     }
+  }
+
+  /** The socket is closed: tell whoever waits on {@link done}. */
+  #settle(): void {
+    this.#closed = true;
+    this.#done?.resolve(this.#error);
   }
 }

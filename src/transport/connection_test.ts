@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import { type ByteConn, Connection, type ConnectionOptions } from "./connection.ts";
+import { Magic } from "../protocol/packet.ts";
+import { PacketType } from "../protocol/packet_type.ts";
+import { PacketFramer } from "../protocol/packet_framer.ts";
+
+/**
+ * A socket that takes at most `chunk` bytes per write, each write finishing
+ * on a later turn of the event loop (so writes are in flight while more
+ * packets are written), and whose reads wait until it is closed.
+ */
+class SlowSocket implements ByteConn {
+  readonly written: number[] = [];
+  readonly remoteAddr: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 1 };
+  writes = 0;
+  #closed = Promise.withResolvers<null>();
+
+  constructor(readonly chunk: number) {}
+
+  read(_p: Uint8Array): Promise<number | null> {
+    return this.#closed.promise;
+  }
+
+  write(p: Uint8Array): Promise<number> {
+    this.writes++;
+    // Copied now, as the kernel would: what the caller does to its buffer later must not matter.
+    const n = Math.min(p.length, this.chunk);
+    for (let i = 0; i < n; i++) this.written.push(p[i]!);
+    return new Promise((resolve) => setTimeout(() => resolve(n), 0));
+  }
+
+  close(): void {
+    this.#closed.resolve(null);
+  }
+}
+
+const noSink = { packet() {} };
+const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+/** Packets of `WORK_DATA` carrying `text`, parsed back from what was written. */
+function parsed(bytes: number[]): string[] {
+  const texts: string[] = [];
+  const framer = new PacketFramer({
+    packet: (_type, body) => texts.push(new TextDecoder().decode(body)),
+  });
+  framer.push(new Uint8Array(bytes));
+  assert.equal(framer.pending, 0, "a packet was cut short");
+  return texts;
+}
+
+function send(c: Connection, text: string): void {
+  const w = c.out();
+  w.end(w.begin(Magic.RES, PacketType.WORK_DATA).text(text));
+}
+
+Deno.test("connection: packets written while a write is in flight go out after it, whole and in order", async () => {
+  const socket = new SlowSocket(100);
+  const c = new Connection(socket, noSink);
+  const running = c.run();
+  const sent: string[] = [];
+  // A first packet of 1 KiB takes 11 writes of 100 bytes; packets written
+  // meanwhile, on later turns, must not touch the bytes being written.
+  const big = "a".repeat(1024);
+  send(c, big);
+  sent.push(big);
+  for (let i = 0; i < 20; i++) {
+    await turn();
+    const text = `packet ${i} `.repeat(i + 1);
+    send(c, text);
+    sent.push(text);
+    assert.ok(c.backlog > 0);
+  }
+  await c.drained();
+  assert.equal(c.backlog, 0);
+  assert.deepEqual(parsed(socket.written), sent);
+  assert.ok(
+    socket.writes > 11,
+    "the writes were not split: the test did not exercise a write in flight",
+  );
+  c.close();
+  assert.equal(await running, undefined);
+});
+
+Deno.test("connection: one answer at a time, turn after turn, comes out whole", async () => {
+  const socket = new SlowSocket(1 << 20);
+  const c = new Connection(socket, noSink);
+  const running = c.run();
+  const sent: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    const text = `reply ${i}`;
+    send(c, text);
+    sent.push(text);
+    await c.drained();
+  }
+  assert.deepEqual(parsed(socket.written), sent);
+  c.close();
+  await running;
+});
+
+Deno.test("connection: one options object serves many connections; its callbacks are told which one", async () => {
+  const overflowed: Connection[] = [];
+  const options: ConnectionOptions = {
+    maxBacklogBytes: 64,
+    onOverflow: (_backlog, connection) => overflowed.push(connection),
+  };
+  const slow = new SlowSocket(1);
+  const fine = new SlowSocket(1 << 20);
+  const a = new Connection(slow, noSink, options);
+  const b = new Connection(fine, noSink, options);
+  const runs = [a.run(), b.run()];
+  send(a, "x".repeat(200));
+  send(b, "y");
+  await turn();
+  // a's peer reads one byte per turn: the next flush finds 200 bytes waiting.
+  send(a, "more");
+  await turn();
+  assert.deepEqual(overflowed, [a]);
+  assert.ok(a.closed);
+  assert.equal(b.closed, false);
+  assert.deepEqual(parsed(fine.written), ["y"]);
+  b.close();
+  const [errA, errB] = await Promise.all(runs);
+  assert.match(errA?.message ?? "", /bytes of output waited for the peer to read \(limit 64\)/);
+  assert.equal(errB, undefined);
+});
+
+Deno.test("connection: `done` resolves for a connection that closed before anyone asked", async () => {
+  const c = new Connection(new SlowSocket(1 << 20), noSink);
+  const running = c.run();
+  c.close();
+  assert.equal(await running, undefined);
+  assert.equal(await c.done, undefined);
+});
