@@ -35,5 +35,6 @@
 
 export * from "./src/protocol/mod.ts";
 export * from "./server.ts";
+export * from "./postgres.ts";
 export * from "./client.ts";
 export * from "./worker.ts";

@@ -33,7 +33,6 @@ export {
   Server,
   type ShutdownOptions,
 } from "./src/server/gearman_server.ts";
-export { PostgresJobStore, type PostgresStoreOptions } from "./src/server/store/postgres_store.ts";
 export { StoreError } from "./src/server/store/sqlite_store.ts";
 export { RevocationListError } from "./src/transport/revocation_list.ts";
 export type {

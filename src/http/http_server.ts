@@ -3,7 +3,7 @@
 // own port (Deno.serve), reads the dispatcher's state when asked, and
 // never sits on the Gearman data path.
 
-import http from "node:http";
+import type http from "node:http";
 import type tls from "node:tls";
 import { getLogger } from "@logtape/logtape";
 import { type ClientCertificates, CompiledAccess } from "../server/tls_access.ts";
@@ -201,17 +201,20 @@ export class HttpFrontEnd {
     const names = new WeakMap<object, readonly string[]>();
     const sockets = new Set<tls.TLSSocket>();
     let open = true;
-    const server = http.createServer((req, res) => {
-      const certNames = names.get(req.socket);
-      // Rules looked up per request: setAccessRules replaces them in `mutual`.
-      // A request on a socket we did not verify cannot happen; refuse it all the same.
-      const caller: Caller = {
-        access: certNames === undefined ? NOBODY : mutual.access?.(certNames),
-      };
-      void this.#serveNode(req, res, caller);
-    });
+    let server: http.Server | undefined;
     const accept = async () => {
       try {
+        // Loaded here, not at startup: only this mode needs node:http (about 1 MB).
+        const { createServer } = await import("node:http");
+        server = createServer((req, res) => {
+          const certNames = names.get(req.socket);
+          // Rules looked up per request: setAccessRules replaces them in `mutual`.
+          // A request on a socket we did not verify cannot happen; refuse it all the same.
+          const caller: Caller = {
+            access: certNames === undefined ? NOBODY : mutual.access?.(certNames),
+          };
+          void this.#serveNode(req, res, caller);
+        });
         for await (const conn of listener) {
           const remote = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
           mutual.upgrader.verifiedSocket(conn).then(({ socket, names: certNames }) => {
@@ -222,7 +225,7 @@ export class HttpFrontEnd {
             names.set(socket, certNames);
             sockets.add(socket);
             socket.on("close", () => sockets.delete(socket));
-            server.emit("connection", socket);
+            server?.emit("connection", socket);
           }, (err: Error) => {
             if (!(err instanceof TlsHandshakeError) || open) {
               this.#logger.warn(
@@ -244,7 +247,9 @@ export class HttpFrontEnd {
       close: () => {
         open = false;
         listener.close();
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        const closed = new Promise<void>((resolve) =>
+          server === undefined ? resolve() : server.close(() => resolve())
+        );
         for (const socket of sockets) socket.end();
         setTimeout(() => {
           for (const socket of sockets) socket.destroy();

@@ -6,7 +6,6 @@ import { configure, getConsoleSink, type LogLevel } from "@logtape/logtape";
 import { DEFAULT_PORT, serve } from "./gearman_server.ts";
 import type { AdminReadAccess } from "./admin_commands.ts";
 import type { JobStore } from "./store/job_store.ts";
-import { PostgresJobStore } from "./store/postgres_store.ts";
 import type { TlsAccessRules } from "./tls_access.ts";
 import { VERSION } from "../version.ts";
 
@@ -393,12 +392,17 @@ export async function runServerCli(args: string[]): Promise<number> {
     }
   }
   let store: string | JobStore = flags.store;
+  /** The Postgres store, to rename once the port is known. */
+  let cluster: { rename(name: string): Promise<void> } | undefined;
   if (POSTGRES_URL.test(flags.store)) {
     try {
-      store = await PostgresJobStore.open(flags.store, {
+      // Loaded only for a cluster: the client costs memory a server without it does not need.
+      const { PostgresJobStore } = await import("./store/postgres_store.ts");
+      const opened = await PostgresJobStore.open(flags.store, {
         name: `${flags.handleHost ?? flags.hostname}:${flags.port}`,
         leaseMs: flags.clusterLeaseMs,
       });
+      store = cluster = opened;
     } catch (err) {
       console.error(`error: ${(err as Error).message}`);
       return 1;
@@ -452,9 +456,9 @@ export async function runServerCli(args: string[]): Promise<number> {
     return 1;
   }
   const { hostname, port } = server.addr;
-  if (store instanceof PostgresJobStore && flags.port === 0) {
+  if (cluster !== undefined && flags.port === 0) {
     // Named before the port was known: name it by the port it got.
-    await store.rename(`${flags.handleHost ?? hostname}:${port}`).catch(() => {});
+    await cluster.rename(`${flags.handleHost ?? hostname}:${port}`).catch(() => {});
   }
   const show = (h: string, p: number) => `${h.includes(":") ? `[${h}]` : h}:${p}`;
   console.log(`listening on ${show(hostname, port)}`);

@@ -95,7 +95,8 @@ export interface ServeOptions {
    * replayed after a restart; needs --allow-read and --allow-write for
    * PATH's directory). Or a store already open, such as a
    * `PostgresJobStore` shared by a cluster of servers (open it with
-   * `await PostgresJobStore.open(url)`); the server closes it when it stops.
+   * `await PostgresJobStore.open(url)`, from `@x/gearman/postgres`); the
+   * server closes it when it stops.
    * @default "memory"
    */
   store?: string | JobStore;

@@ -12,7 +12,8 @@
 import assert from "node:assert/strict";
 import { Client } from "../../client.ts";
 import { Worker } from "../../worker.ts";
-import { type ApiStatus, type ApiWorkers, PostgresJobStore } from "../../server.ts";
+import type { ApiStatus, ApiWorkers } from "../../server.ts";
+import { PostgresJobStore } from "../../postgres.ts";
 import { postgresBin, startPostgres } from "../_postgres.ts";
 import { baseUrl, gearmanAddress, getJson, startHttpServer } from "./_http.ts";
 

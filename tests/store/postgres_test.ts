@@ -20,7 +20,8 @@ import {
   worker,
 } from "./_gearman.ts";
 import { postgresBin, startPostgres, type TempPostgres } from "../_postgres.ts";
-import { PostgresJobStore, serve } from "../../server.ts";
+import { serve } from "../../server.ts";
+import { PostgresJobStore } from "../../postgres.ts";
 import { MIGRATIONS } from "../../src/server/store/postgres_schema.ts";
 
 const INSTALLED = postgresBin() !== undefined;
