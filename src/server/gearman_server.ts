@@ -730,12 +730,13 @@ export class Server implements AsyncDisposable {
       id: peer.id,
       remote: connection.remote,
     }));
-    void this.#serve(connection, peer);
+    void connection.run();
   }
 
-  /** Run a connection until it ends, then forget it. */
-  async #serve(connection: Connection, peer: Peer): Promise<void> {
-    const err = await connection.run();
+  /** A connection ended (its options' onEnd): forget it. */
+  #ended(connection: Connection, err: Error | undefined): void {
+    const peer = this.#peers.get(connection);
+    if (peer === undefined) return;
     if (err && !(err.name === "ProtocolError")) {
       this.#logger.debug("Connection {id} ended: {error}", { id: peer.id, error: err.message });
     }
@@ -789,6 +790,7 @@ export class Server implements AsyncDisposable {
           "Closing connection from {remote}: {backlog} bytes of replies wait for it to read (limit {limit}); a client that never reads cannot hold server memory",
           { remote: connection.remote, backlog, limit: maxBacklog },
         ),
+      onEnd: (connection, err) => this.#ended(connection, err),
       onProtocolError: (err, connection) => {
         this.#logger.warn("Closing connection from {remote}: {error}", {
           remote: connection.remote,

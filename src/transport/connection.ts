@@ -90,6 +90,13 @@ export interface ConnectionOptions extends PacketFramerOptions {
    */
   onProtocolError?: (err: ProtocolError, connection: Connection) => void;
   /**
+   * Called when {@link Connection.run} ends (the socket is closed), with
+   * the connection and the error that ended it, if any: what a server
+   * would otherwise await `run()` for, without a pending function per
+   * connection.
+   */
+  onEnd?: (connection: Connection, err: Error | undefined) => void;
+  /**
    * Which errors thrown while framing are protocol errors (passed to
    * `onProtocolError`).
    * @default err instanceof ProtocolError
@@ -405,7 +412,9 @@ export class Connection {
       if (!this.#socketClosed) this.#protocolError(err);
     }
     this.close();
-    return await this.done;
+    const err = await this.done;
+    this.#options.onEnd?.(this, err);
+    return err;
   }
 
   /** Tell `onProtocolError` of `err` if it breaks the protocol. */

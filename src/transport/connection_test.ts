@@ -131,3 +131,18 @@ Deno.test("connection: `done` resolves for a connection that closed before anyon
   assert.equal(await running, undefined);
   assert.equal(await c.done, undefined);
 });
+
+Deno.test("connection: onEnd is told once, with the connection and what ended it", async () => {
+  const ended: [Connection, Error | undefined][] = [];
+  const options: ConnectionOptions = { onEnd: (c, err) => ended.push([c, err]) };
+  const quiet = new Connection(new SlowSocket(1 << 20), noSink, options);
+  const broken = new SlowSocket(1 << 20);
+  broken.read = () => Promise.reject(new Error("connection reset by peer"));
+  const failing = new Connection(broken, noSink, options);
+  const runs = [quiet.run(), failing.run()];
+  quiet.close();
+  await Promise.all(runs);
+  assert.equal(ended.length, 2);
+  assert.deepEqual(ended.find(([c]) => c === quiet), [quiet, undefined]);
+  assert.equal(ended.find(([c]) => c === failing)?.[1]?.message, "connection reset by peer");
+});
