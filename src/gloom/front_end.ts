@@ -6,8 +6,8 @@ import type { Dispatcher, DispatcherLog } from "../server/dispatcher.ts";
 import { errorFrame } from "./messages.ts";
 import { type GloomContext, MasterSession, WorkerSession } from "./sessions.ts";
 import { GloomSocket } from "./socket.ts";
-import type { ClientCertificates } from "../server/tls_access.ts";
-import { type MutualTlsConn, TlsHandshakeError } from "../transport/mutual_tls.ts";
+import { type ClientCertificates, warnRefusedClient } from "../server/tls_access.ts";
+import type { MutualTlsConn } from "../transport/mutual_tls.ts";
 import type { ByteConn } from "../transport/connection.ts";
 
 /** Options for {@link GloomFrontEnd}. */
@@ -143,14 +143,14 @@ export class GloomFrontEnd {
         }
         this.#open(tlsConn, role, tlsConn.peerNames);
       },
-      (err: Error) => {
-        if (!(err instanceof TlsHandshakeError) || this.#accepting) {
-          this.#logger.warn(
-            "Refused a Gloom {role} TLS connection from {remote}: {error}; clients need a certificate signed by the --tls-ca CA",
-            { role, remote, error: err.message },
-          );
-        }
-      },
+      (err: Error) =>
+        warnRefusedClient(
+          this.#logger,
+          `a Gloom ${role} TLS connection`,
+          remote,
+          err,
+          !this.#accepting,
+        ),
     );
   }
 

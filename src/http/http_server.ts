@@ -6,8 +6,11 @@
 import type http from "node:http";
 import type tls from "node:tls";
 import { getLogger } from "@logtape/logtape";
-import { type ClientCertificates, CompiledAccess } from "../server/tls_access.ts";
-import { TlsHandshakeError } from "../transport/mutual_tls.ts";
+import {
+  type ClientCertificates,
+  CompiledAccess,
+  warnRefusedClient,
+} from "../server/tls_access.ts";
 import { byteStringBytes } from "../protocol/_bytes.ts";
 import { percentDecode, queryParam } from "./byte_text.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./exposition.ts";
@@ -227,12 +230,7 @@ export class HttpFrontEnd {
             socket.on("close", () => sockets.delete(socket));
             server?.emit("connection", socket);
           }, (err: Error) => {
-            if (!(err instanceof TlsHandshakeError) || open) {
-              this.#logger.warn(
-                "Refused an HTTPS connection from {remote}: {error}; clients need a certificate signed by the --tls-ca CA",
-                { remote, error: err.message },
-              );
-            }
+            warnRefusedClient(this.#logger, "an HTTPS connection", remote, err, !open);
           });
         }
       } catch (err) {

@@ -83,6 +83,12 @@ export interface PacketFramerOptions {
   maxLineLength?: number;
 }
 
+function checkSize(name: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 1) {
+    throw new RangeError(`Cannot create framer: ${name} must be a positive integer, received ${v}`);
+  }
+}
+
 /**
  * Splits a byte stream into packets and admin lines, reporting each to a
  * {@link FramerSink} as a view into its own buffer: no copy for packets
@@ -140,13 +146,9 @@ export class PacketFramer {
       maxPacketSize = DEFAULT_MAX_PACKET_SIZE,
       maxLineLength = DEFAULT_MAX_LINE_LENGTH,
     } = options;
-    for (const [name, v] of [["maxPacketSize", maxPacketSize], ["maxLineLength", maxLineLength]]) {
-      if (!Number.isSafeInteger(v) || (v as number) < 1) {
-        throw new RangeError(
-          `Cannot create framer: ${name} must be a positive integer, received ${v}`,
-        );
-      }
-    }
+    // Checked without building arrays: a server makes one framer per connection.
+    checkSize("maxPacketSize", maxPacketSize);
+    checkSize("maxLineLength", maxLineLength);
     this.#sink = sink;
     this.#magic = magic;
     this.#text = text;

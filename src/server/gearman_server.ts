@@ -26,16 +26,13 @@ import {
 } from "../gloom/frame.ts";
 import { checkAdminToken, DEFAULT_HTTP_PORT, HttpFrontEnd } from "../http/http_server.ts";
 import { Traffic } from "./traffic.ts";
-import {
-  type MutualTlsConn,
-  MutualTlsUpgrader,
-  TlsHandshakeError,
-} from "../transport/mutual_tls.ts";
+import { type MutualTlsConn, MutualTlsUpgrader } from "../transport/mutual_tls.ts";
 import {
   type ClientCertificates,
   compileAccessRules,
   type CompiledAccess,
   type TlsAccessRules,
+  warnRefusedClient,
 } from "./tls_access.ts";
 
 /** The port IANA assigned to Gearman. */
@@ -676,12 +673,7 @@ export class Server implements AsyncDisposable {
       (err: Error) => {
         this.#handshaking.delete(conn);
         this.#traffic.refused++;
-        if (!(err instanceof TlsHandshakeError) || !this.#stopping) {
-          this.#logger.warn(
-            "Refused a TLS connection from {remote}: {error}; clients need a certificate signed by the --tls-ca CA",
-            { remote, error: err.message },
-          );
-        }
+        warnRefusedClient(this.#logger, "a TLS connection", remote, err, this.#stopping);
         if (this.#stopping) this.#maybeFinish();
       },
     );

@@ -3,7 +3,8 @@
 // functions, register as workers for which functions, and run admin
 // commands.
 
-import type { MutualTlsUpgrader } from "../transport/mutual_tls.ts";
+import type { Logger } from "@logtape/logtape";
+import { type MutualTlsUpgrader, TlsHandshakeError } from "../transport/mutual_tls.ts";
 
 /**
  * What one certificate name may do. Function patterns are exact names, a
@@ -75,6 +76,31 @@ export interface ClientCertificates {
   readonly upgrader: MutualTlsUpgrader;
   /** What a certificate's names may do; undefined: no rules (any verified client may do anything). */
   access: AccessLookup | undefined;
+}
+
+/**
+ * Log a client the mutual-TLS handshake refused (no certificate, one no
+ * --tls-ca CA signed, a revoked one), saying what to do about it; a
+ * handshake cut short because the server is closing is not logged.
+ *
+ * @param logger Where to log.
+ * @param what What was refused, e.g. "a TLS connection".
+ * @param remote The client's `host:port`.
+ * @param err Why the handshake failed.
+ * @param closing Whether the server is shutting down.
+ */
+export function warnRefusedClient(
+  logger: Logger,
+  what: string,
+  remote: string,
+  err: Error,
+  closing: boolean,
+): void {
+  if (closing && err instanceof TlsHandshakeError) return;
+  logger.warn(
+    `Refused ${what} from {remote}: {error}; clients need a certificate signed by the --tls-ca CA`,
+    { remote, error: err.message },
+  );
 }
 
 /** One name's rule, compiled for quick checks. */
