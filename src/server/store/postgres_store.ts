@@ -31,7 +31,7 @@ import { SPILL_BASE } from "../job_table.ts";
  *
  * @example Name the server and shorten the lease
  * ```ts
- * import type { PostgresStoreOptions } from "@x/gearman/server";
+ * import type { PostgresStoreOptions } from "@x/gearman/postgres";
  * const options: PostgresStoreOptions = { name: "gm1:4730", leaseMs: 5000 };
  * console.assert(options.leaseMs === 5000);
  * ```
