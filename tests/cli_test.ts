@@ -171,3 +171,53 @@ Deno.test("README's server command line section is the --help text", async () =>
   const block = section.slice(start, section.indexOf("\n```", start));
   assert.equal(block.trim(), r.stdout.trim());
 });
+
+Deno.test("server CLI: when it runs out of file descriptors it says so and keeps accepting once they free up", async () => {
+  // prlimit (util-linux, in every Debian) starts the server with only 64
+  // descriptors; 100 connections at once use them up (EMFILE on accept).
+  const child = new Deno.Command("prlimit", {
+    args: [
+      "--nofile=64",
+      Deno.execPath(),
+      "run",
+      "-N",
+      serverPath,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await stdout.read();
+    if (done) break;
+    text += value;
+  }
+  const port = Number(text.match(/^listening on 127\.0\.0\.1:(\d+)\n/)?.[1]);
+  assert.ok(port > 0, `unexpected first line: ${JSON.stringify(text)}`);
+  // A client connected before the flood is not harmed by it.
+  await using before = await PacketClient.connect({ port });
+  const flood: Deno.Conn[] = [];
+  for (let i = 0; i < 100; i++) flood.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+  await new Promise((r) => setTimeout(r, 300));
+  before.send("ECHO_REQ", "during");
+  assert.equal(new TextDecoder().decode((await before.receive(5000)).args[0]), "during");
+  for (const c of flood) c.close();
+  // The server kept trying: a new connection is answered.
+  await using after = await PacketClient.connect({ port });
+  after.send("ECHO_REQ", "after");
+  assert.equal(new TextDecoder().decode((await after.receive(5000)).args[0]), "after");
+  child.kill("SIGINT");
+  assert.equal((await child.status).code, 0);
+  await stdout.cancel();
+  const log = await new Response(child.stderr).text();
+  assert.match(
+    log,
+    /Accepting a Gearman connection failed: "Too many open files \(os error 24\)"; trying again in \d+ ms\. With too many open files, raise the limit \(ulimit -n\) or set --max-connections below it/,
+  );
+});

@@ -7,6 +7,7 @@ import { errorFrame } from "./messages.ts";
 import { type GloomContext, MasterSession, WorkerSession } from "./sessions.ts";
 import { GloomSocket } from "./socket.ts";
 import { type ClientCertificates, warnRefusedClient } from "../server/tls_access.ts";
+import { acceptConnections, acceptFailedMessage } from "../transport/accept_loop.ts";
 import type { MutualTlsConn } from "../transport/mutual_tls.ts";
 import type { ByteConn } from "../transport/connection.ts";
 
@@ -102,17 +103,16 @@ export class GloomFrontEnd {
     return this.#sockets.size;
   }
 
-  async #acceptLoop(listener: Deno.Listener, role: "master" | "worker"): Promise<void> {
-    try {
-      for await (const conn of listener) this.#accept(conn, role);
-    } catch (err) {
-      if (this.#accepting) {
-        this.#logger.error("Stopped accepting Gloom {role}s: {error}", {
-          role,
-          error: String(err),
-        });
-      }
-    }
+  #acceptLoop(listener: Deno.Listener, role: "master" | "worker"): Promise<void> {
+    return acceptConnections(listener, {
+      connection: (conn) => this.#accept(conn, role),
+      failed: (err, retryMs) =>
+        this.#logger.error(acceptFailedMessage(`a Gloom ${role}`), {
+          error: err.message,
+          retryMs,
+        }),
+      closing: () => !this.#accepting,
+    });
   }
 
   /** The rules in `clientCerts` changed: open connections follow them from their next request. */

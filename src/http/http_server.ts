@@ -12,6 +12,7 @@ import {
   warnRefusedClient,
 } from "../server/tls_access.ts";
 import { byteStringBytes } from "../protocol/_bytes.ts";
+import { acceptConnections, acceptFailedMessage } from "../transport/accept_loop.ts";
 import { percentDecode, queryParam } from "./byte_text.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./exposition.ts";
 import {
@@ -218,25 +219,33 @@ export class HttpFrontEnd {
           };
           void this.#serveNode(req, res, caller);
         });
-        for await (const conn of listener) {
-          const remote = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
-          mutual.upgrader.verifiedSocket(conn).then(({ socket, names: certNames }) => {
-            if (!open) {
-              socket.destroy();
-              return;
-            }
-            names.set(socket, certNames);
-            sockets.add(socket);
-            socket.on("close", () => sockets.delete(socket));
-            server?.emit("connection", socket);
-          }, (err: Error) => {
-            warnRefusedClient(this.#logger, "an HTTPS connection", remote, err, !open);
-          });
-        }
+        await acceptConnections(listener, {
+          connection: (conn) => {
+            const remote = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
+            mutual.upgrader.verifiedSocket(conn).then(({ socket, names: certNames }) => {
+              if (!open) {
+                socket.destroy();
+                return;
+              }
+              names.set(socket, certNames);
+              sockets.add(socket);
+              socket.on("close", () => sockets.delete(socket));
+              server?.emit("connection", socket);
+            }, (err: Error) => {
+              warnRefusedClient(this.#logger, "an HTTPS connection", remote, err, !open);
+            });
+          },
+          failed: (err, retryMs) =>
+            this.#logger.error(acceptFailedMessage("an HTTPS connection"), {
+              error: err.message,
+              retryMs,
+            }),
+          closing: () => !open,
+        });
       } catch (err) {
-        if (open) {
-          this.#logger.error("Stopped accepting HTTP connections: {error}", { error: String(err) });
-        }
+        this.#logger.error("HTTPS with client certificates could not start: {error}", {
+          error: String(err),
+        });
       }
     };
     void accept();

@@ -26,6 +26,7 @@ import {
 } from "../gloom/frame.ts";
 import { checkAdminToken, DEFAULT_HTTP_PORT, HttpFrontEnd } from "../http/http_server.ts";
 import { Traffic } from "./traffic.ts";
+import { acceptConnections, acceptFailedMessage } from "../transport/accept_loop.ts";
 import { type MutualTlsConn, MutualTlsUpgrader } from "../transport/mutual_tls.ts";
 import {
   type ClientCertificates,
@@ -638,17 +639,19 @@ export class Server implements AsyncDisposable {
     return this.#peers.size;
   }
 
-  async #acceptLoop(): Promise<void> {
-    try {
-      for await (const conn of this.#listener) {
+  #acceptLoop(): Promise<void> {
+    return acceptConnections<Deno.TcpConn | Deno.TlsConn>(this.#listener, {
+      connection: (conn) => {
         if (this.#clientCerts === undefined) this.#accept(conn);
         else this.#handshake(this.#clientCerts.upgrader, conn as Deno.TcpConn);
-      }
-    } catch (err) {
-      if (this.#accepting) {
-        this.#logger.error("Stopped accepting connections: {error}", { error: String(err) });
-      }
-    }
+      },
+      failed: (err, retryMs) =>
+        this.#logger.error(acceptFailedMessage("a Gearman connection"), {
+          error: err.message,
+          retryMs,
+        }),
+      closing: () => !this.#accepting,
+    });
   }
 
   /** Mutual TLS: verify the client's certificate, then accept. */

@@ -1,0 +1,94 @@
+/**
+ * The accept loop of a listening socket that survives failed accepts.
+ *
+ * @module
+ */
+
+/** First pause after a failed accept, in milliseconds; it doubles while accepts keep failing. */
+const FIRST_PAUSE_MS = 10;
+/** Longest pause between tries. */
+const MAX_PAUSE_MS = 1000;
+
+/**
+ * What {@link acceptConnections} reports to.
+ *
+ * @example Log failures
+ * ```ts
+ * import type { AcceptHandlers } from "./accept_loop.ts";
+ * const handlers: AcceptHandlers<Deno.TcpConn> = {
+ *   connection: (conn) => conn.close(),
+ *   failed: (err, retryMs) => console.warn(`accept failed: ${err.message}; retry in ${retryMs} ms`),
+ *   closing: () => false,
+ * };
+ * console.assert(typeof handlers.failed === "function");
+ * ```
+ */
+export interface AcceptHandlers<C> {
+  /** A connection was accepted. */
+  connection(conn: C): void;
+  /** An accept failed (too many open files, ...): it is tried again after `retryMs`. */
+  failed(err: Error, retryMs: number): void;
+  /** Whether the listener is being closed on purpose (then a failed accept ends the loop quietly). */
+  closing(): boolean;
+}
+
+/**
+ * Accept connections until the listener is closed. A failed accept is
+ * reported and tried again after a pause (10 ms, doubling up to 1 s while
+ * failures go on), instead of ending the loop: a burst of connections
+ * that uses up the process's file descriptors (EMFILE) must not leave the
+ * server listening but deaf once they are closed.
+ *
+ * @param listener The listening socket.
+ * @param handlers Where connections and failures go.
+ * @returns Resolves when the listener is closed.
+ *
+ * @example Serve until closed
+ * ```ts
+ * import { acceptConnections } from "./accept_loop.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * let closing = false;
+ * const done = acceptConnections(listener, {
+ *   connection: (conn) => conn.close(),
+ *   failed: () => {},
+ *   closing: () => closing,
+ * });
+ * closing = true;
+ * listener.close();
+ * await done;
+ * ```
+ */
+export async function acceptConnections<C extends Deno.Conn>(
+  listener: Deno.Listener<C>,
+  handlers: AcceptHandlers<C>,
+): Promise<void> {
+  let pause = FIRST_PAUSE_MS;
+  for (;;) {
+    let conn: C;
+    try {
+      conn = await listener.accept();
+    } catch (err) {
+      if (
+        handlers.closing() || err instanceof Deno.errors.BadResource ||
+        err instanceof Deno.errors.Interrupted
+      ) return;
+      handlers.failed(err instanceof Error ? err : new Error(String(err)), pause);
+      await new Promise((resolve) => setTimeout(resolve, pause));
+      pause = Math.min(pause * 2, MAX_PAUSE_MS);
+      continue;
+    }
+    pause = FIRST_PAUSE_MS;
+    handlers.connection(conn);
+  }
+}
+
+/**
+ * The log line for a failed accept: what happened and what to do.
+ *
+ * @param what What was being accepted, e.g. "a Gearman connection".
+ * @returns A logtape message template with `{error}` and `{retryMs}`.
+ */
+export function acceptFailedMessage(what: string): string {
+  return `Accepting ${what} failed: {error}; trying again in {retryMs} ms. ` +
+    "With too many open files, raise the limit (ulimit -n) or set --max-connections below it";
+}

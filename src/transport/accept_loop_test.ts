@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { acceptConnections } from "./accept_loop.ts";
+
+/** A listener whose accepts give what `script` says, in order, then end as a closed one does. */
+function scripted(script: (Error | string)[]): Deno.Listener {
+  return {
+    accept(): Promise<Deno.Conn> {
+      const next = script.shift();
+      if (next === undefined) return Promise.reject(new Deno.errors.BadResource("closed"));
+      if (next instanceof Error) return Promise.reject(next);
+      return Promise.resolve({ remoteAddr: { hostname: next } } as unknown as Deno.Conn);
+    },
+  } as unknown as Deno.Listener;
+}
+
+Deno.test("acceptConnections: a failed accept is reported and tried again, with a growing pause", async () => {
+  const emfile = new Error("Too many open files (os error 24)");
+  const accepted: string[] = [];
+  const pauses: number[] = [];
+  await acceptConnections(scripted(["a", emfile, emfile, emfile, "b", emfile, "c"]), {
+    connection: (conn) => accepted.push((conn.remoteAddr as Deno.NetAddr).hostname),
+    failed: (err, retryMs) => {
+      assert.equal(err, emfile);
+      pauses.push(retryMs);
+    },
+    closing: () => false,
+  });
+  assert.deepEqual(accepted, ["a", "b", "c"]);
+  // 10, 20, 40 ms while failures go on; back to 10 after a success.
+  assert.deepEqual(pauses, [10, 20, 40, 10]);
+});
+
+Deno.test("acceptConnections: a listener closed on purpose ends the loop without a report", async () => {
+  const failures: Error[] = [];
+  await acceptConnections(scripted(["a", new Error("interrupted by close")]), {
+    connection: () => {},
+    failed: (err) => failures.push(err),
+    closing: () => true,
+  });
+  assert.deepEqual(failures, []);
+});
