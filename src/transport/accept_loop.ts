@@ -26,7 +26,10 @@ const MAX_PAUSE_MS = 1000;
 export interface AcceptHandlers<C> {
   /** A connection was accepted. */
   connection(conn: C): void;
-  /** An accept failed (too many open files, ...): it is tried again after `retryMs`. */
+  /**
+   * An accept failed (too many open files, ...): it is tried again after
+   * `retryMs`; or `connection` threw (0: that connection was closed).
+   */
   failed(err: Error, retryMs: number): void;
   /** Whether the listener is being closed on purpose (then a failed accept ends the loop quietly). */
   closing(): boolean;
@@ -78,7 +81,16 @@ export async function acceptConnections<C extends Deno.Conn>(
       continue;
     }
     pause = FIRST_PAUSE_MS;
-    handlers.connection(conn);
+    try {
+      handlers.connection(conn);
+    } catch (err) {
+      // One connection that could not be set up (a socket reset as it was
+      // accepted) is dropped; the others are still accepted.
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+      handlers.failed(err instanceof Error ? err : new Error(String(err)), 0);
+    }
   }
 }
 

@@ -39,3 +39,28 @@ Deno.test("acceptConnections: a listener closed on purpose ends the loop without
   });
   assert.deepEqual(failures, []);
 });
+
+Deno.test("acceptConnections: a connection whose setup throws is closed and reported; the next is accepted", async () => {
+  const closed: string[] = [];
+  const listener = scripted(["bad", "good"]);
+  const accept = listener.accept.bind(listener);
+  listener.accept = async () => {
+    const conn = await accept();
+    const name = (conn.remoteAddr as Deno.NetAddr).hostname;
+    return { ...conn, remoteAddr: conn.remoteAddr, close: () => closed.push(name) } as Deno.Conn;
+  };
+  const accepted: string[] = [];
+  const failures: [string, number][] = [];
+  await acceptConnections(listener, {
+    connection: (conn) => {
+      const name = (conn.remoteAddr as Deno.NetAddr).hostname;
+      if (name === "bad") throw new Error("Socket is not connected (os error 107)");
+      accepted.push(name);
+    },
+    failed: (err, retryMs) => failures.push([err.message, retryMs]),
+    closing: () => false,
+  });
+  assert.deepEqual(accepted, ["good"]);
+  assert.deepEqual(closed, ["bad"]);
+  assert.deepEqual(failures, [["Socket is not connected (os error 107)", 0]]);
+});
