@@ -221,3 +221,68 @@ Deno.test("server CLI: when it runs out of file descriptors it says so and keeps
     /Accepting a Gearman connection failed: "Too many open files \(os error 24\)"; trying again in \d+ ms\. With too many open files, raise the limit \(ulimit -n\) or set --max-connections below it/,
   );
 });
+
+Deno.test("server CLI: a flood on the HTTP port past the file limit does not end the server; the endpoint listens again", async () => {
+  // Deno.serve's accept loop stops on EMFILE and rejects: unhandled, that
+  // ended the whole process (and every in-memory job with it).
+  const child = new Deno.Command("prlimit", {
+    args: [
+      "--nofile=64",
+      Deno.execPath(),
+      "run",
+      "-N",
+      serverPath,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--http",
+      "127.0.0.1:0",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!/\nhttp on /.test(text) || !text.endsWith("\n")) {
+    const { value, done } = await stdout.read();
+    if (done) break;
+    text += value;
+  }
+  const port = Number(text.match(/^listening on 127\.0\.0\.1:(\d+)\n/)?.[1]);
+  const httpPort = Number(text.match(/\nhttp on 127\.0\.0\.1:(\d+)\n/)?.[1]);
+  assert.ok(port > 0 && httpPort > 0, `unexpected output: ${JSON.stringify(text)}`);
+  await using gearman = await PacketClient.connect({ port });
+  const flood: Deno.Conn[] = [];
+  for (let i = 0; i < 100; i++) {
+    try {
+      flood.push(await Deno.connect({ hostname: "127.0.0.1", port: httpPort }));
+    } catch {
+      break; // the listener went away: what the server must survive
+    }
+  }
+  for (const c of flood) c.close();
+  // The Gearman side never noticed, and the HTTP endpoint comes back.
+  gearman.send("ECHO_REQ", "still here");
+  assert.equal(new TextDecoder().decode((await gearman.receive(5000)).args[0]), "still here");
+  let status = 0;
+  for (let i = 0; i < 50 && status !== 200; i++) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
+      await res.body?.cancel();
+      status = res.status;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  assert.equal(status, 200);
+  child.kill("SIGINT");
+  assert.equal((await child.status).code, 0);
+  await stdout.cancel();
+  const log = await new Response(child.stderr).text();
+  assert.match(
+    log,
+    /The HTTP endpoint stopped: "Http: Error: Too many open files \(os error 24\)"; listening again in \d+ ms \(the Gearman port is not affected\)/,
+  );
+});

@@ -70,6 +70,11 @@ interface Listening {
   close(): Promise<void>;
 }
 
+/** First pause before Deno.serve is started again after it stopped on its own. */
+const FIRST_RESTART_PAUSE_MS = 100;
+/** Longest pause between restarts. */
+const MAX_RESTART_PAUSE_MS = 5000;
+
 /** Who sent a request over mutual TLS: its certificate's rule, if rules apply. */
 interface Caller {
   access: CompiledAccess | undefined;
@@ -177,22 +182,69 @@ export class HttpFrontEnd {
     }, HISTORY_INTERVAL_MS);
   }
 
+  /**
+   * Deno.serve, started again when it stops on its own: its accept loop
+   * ends on a failed accept (too many open files), and the rejection it
+   * ends with would otherwise end the whole process.
+   */
   #listen(
     hostname: string,
     port: number,
     tls: { cert: string; key: string } | undefined,
   ): Listening {
-    const server = Deno.serve({
-      hostname,
-      port,
-      ...(tls ?? {}),
-      onListen: () => {},
-      onError: (err) => {
-        this.#logger.error("HTTP request failed: {error}", { error: String(err) });
-        return error(500, "Internal error; see the server log");
+    let closing = false;
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    let pauseMs = FIRST_RESTART_PAUSE_MS;
+    const start = (onPort: number): Deno.HttpServer<Deno.NetAddr> => {
+      const startedAt = Date.now();
+      const server = Deno.serve({
+        hostname,
+        port: onPort,
+        ...(tls ?? {}),
+        onListen: () => {},
+        onError: (err) => {
+          this.#logger.error("HTTP request failed: {error}", { error: String(err) });
+          return error(500, "Internal error; see the server log");
+        },
+      }, (req) => this.#handle(req, undefined));
+      server.finished.catch((err) => {
+        if (closing) return;
+        // Stopping again soon after a restart: wait longer each time.
+        if (Date.now() - startedAt > 10_000) pauseMs = FIRST_RESTART_PAUSE_MS;
+        this.#logger.error(
+          "The HTTP endpoint stopped: {error}; listening again in {retryMs} ms (the Gearman port is not affected). With too many open files, raise the limit (ulimit -n)",
+          { error: String(err), retryMs: pauseMs },
+        );
+        retry = setTimeout(restart, pauseMs);
+        pauseMs = Math.min(pauseMs * 2, MAX_RESTART_PAUSE_MS);
+      });
+      return server;
+    };
+    let current = start(port);
+    const addr = current.addr;
+    const restart = () => {
+      retry = undefined;
+      if (closing) return;
+      try {
+        current = start(addr.port);
+        this.#logger.info("The HTTP endpoint listens again on {port}", { port: addr.port });
+      } catch (err) {
+        this.#logger.error(
+          "Listening again for HTTP on port {port} failed: {error}; trying again in {retryMs} ms",
+          { port: addr.port, error: String(err), retryMs: pauseMs },
+        );
+        retry = setTimeout(restart, pauseMs);
+        pauseMs = Math.min(pauseMs * 2, MAX_RESTART_PAUSE_MS);
+      }
+    };
+    return {
+      addr,
+      close: () => {
+        closing = true;
+        clearTimeout(retry);
+        return current.shutdown().catch(() => {});
       },
-    }, (req) => this.#handle(req, undefined));
-    return { addr: server.addr, close: () => server.shutdown() };
+    };
   }
 
   /**
