@@ -107,8 +107,21 @@ Deno.test("server CLI prints its address, serves, and stops cleanly on SIGTERM a
       child.kill(signal);
       const status = await child.status;
       assert.equal(status.code, 0);
-      await reader.cancel();
+      // Info lines go to stdout (console.info), after the address.
+      let log = text;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        log += value;
+      }
       await child.stderr.cancel();
+      if (signal === "SIGTERM") {
+        // One readable sentence, no quoted fragments.
+        assert.match(
+          log,
+          /Draining: 0 running job\(s\) may finish \(waiting up to 30 s\); 0 background job\(s\) are lost when it stops: no durable store \(--store\)\n/,
+        );
+      }
     });
   }
 });

@@ -917,16 +917,17 @@ export class Server implements AsyncDisposable {
     const d = this.#dispatcher;
     if (d.draining) return;
     const queued = d.drain();
+    const figures = {
+      running: d.runningCount,
+      seconds: timeoutMs / 1000,
+      queued,
+      store: this.#store.description,
+    };
     this.#logger.info(
-      "Draining: {running} running job(s) may finish (waiting up to {seconds} s); {queued} background job(s) stay queued{where}",
-      {
-        running: d.runningCount,
-        seconds: timeoutMs / 1000,
-        queued,
-        where: this.#store.durable
-          ? ` in ${this.#store.description}`
-          : " and are lost: no durable store (--store)",
-      },
+      this.#store.durable
+        ? "Draining: {running} running job(s) may finish (waiting up to {seconds} s); {queued} background job(s) stay queued in {store}"
+        : "Draining: {running} running job(s) may finish (waiting up to {seconds} s); {queued} background job(s) are lost when it stops: no durable store (--store)",
+      figures,
     );
     this.#gloom?.close(true);
     const deadline = performance.now() + timeoutMs;
