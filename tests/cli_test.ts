@@ -185,9 +185,18 @@ Deno.test("README's server command line section is the --help text", async () =>
   assert.equal(block.trim(), r.stdout.trim());
 });
 
-Deno.test("server CLI: when it runs out of file descriptors it says so and keeps accepting once they free up", async () => {
-  // prlimit (util-linux, in every Debian) starts the server with only 64
-  // descriptors; 100 connections at once use them up (EMFILE on accept).
+/**
+ * The server CLI with only 64 file descriptors (prlimit, from util-linux,
+ * in every Debian): 100 connections at once use them up (EMFILE on accept).
+ * Resolves once it printed its addresses (the Gearman port, and the HTTP
+ * port with --http).
+ */
+async function startWithFewFiles(args: string[]): Promise<{
+  child: Deno.ChildProcess;
+  stdout: ReadableStreamDefaultReader<string>;
+  port: number;
+  httpPort: number | undefined;
+}> {
   const child = new Deno.Command("prlimit", {
     args: [
       "--nofile=64",
@@ -199,38 +208,65 @@ Deno.test("server CLI: when it runs out of file descriptors it says so and keeps
       "127.0.0.1",
       "--port",
       "0",
+      ...args,
     ],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
   }).spawn();
   const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const lines = args.includes("--http") ? 2 : 1;
   let text = "";
-  while (!text.includes("\n")) {
+  while (text.split("\n").length <= lines) {
     const { value, done } = await stdout.read();
     if (done) break;
     text += value;
   }
   const port = Number(text.match(/^listening on 127\.0\.0\.1:(\d+)\n/)?.[1]);
-  assert.ok(port > 0, `unexpected first line: ${JSON.stringify(text)}`);
+  const http = text.match(/\nhttp on 127\.0\.0\.1:(\d+)\n/)?.[1];
+  assert.ok(port > 0 && (lines === 1 || http), `unexpected output: ${JSON.stringify(text)}`);
+  return { child, stdout, port, httpPort: http === undefined ? undefined : Number(http) };
+}
+
+/** Open up to `count` connections to `port`, stopping at the first refused. */
+async function flood(port: number, count: number): Promise<Deno.Conn[]> {
+  const conns: Deno.Conn[] = [];
+  for (let i = 0; i < count; i++) {
+    try {
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    } catch {
+      break; // the listener went away: what the server must survive
+    }
+  }
+  return conns;
+}
+
+/** SIGINT, exit code 0, and what it logged to stderr. */
+async function stopAndLog(server: Awaited<ReturnType<typeof startWithFewFiles>>): Promise<string> {
+  server.child.kill("SIGINT");
+  assert.equal((await server.child.status).code, 0);
+  await server.stdout.cancel();
+  return await new Response(server.child.stderr).text();
+}
+
+const echoed = async (c: PacketClient, text: string): Promise<string> => {
+  c.send("ECHO_REQ", text);
+  return new TextDecoder().decode((await c.receive(5000)).args[0]);
+};
+
+Deno.test("server CLI: when it runs out of file descriptors it says so and keeps accepting once they free up", async () => {
+  const server = await startWithFewFiles([]);
   // A client connected before the flood is not harmed by it.
-  await using before = await PacketClient.connect({ port });
-  const flood: Deno.Conn[] = [];
-  for (let i = 0; i < 100; i++) flood.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+  await using before = await PacketClient.connect({ port: server.port });
+  const conns = await flood(server.port, 100);
   await new Promise((r) => setTimeout(r, 300));
-  before.send("ECHO_REQ", "during");
-  assert.equal(new TextDecoder().decode((await before.receive(5000)).args[0]), "during");
-  for (const c of flood) c.close();
+  assert.equal(await echoed(before, "during"), "during");
+  for (const c of conns) c.close();
   // The server kept trying: a new connection is answered.
-  await using after = await PacketClient.connect({ port });
-  after.send("ECHO_REQ", "after");
-  assert.equal(new TextDecoder().decode((await after.receive(5000)).args[0]), "after");
-  child.kill("SIGINT");
-  assert.equal((await child.status).code, 0);
-  await stdout.cancel();
-  const log = await new Response(child.stderr).text();
+  await using after = await PacketClient.connect({ port: server.port });
+  assert.equal(await echoed(after, "after"), "after");
   assert.match(
-    log,
+    await stopAndLog(server),
     /Accepting a Gearman connection failed: "Too many open files \(os error 24\)"; trying again in \d+ ms\. With too many open files, raise the limit \(ulimit -n\) or set --max-connections below it/,
   );
 });
@@ -238,51 +274,15 @@ Deno.test("server CLI: when it runs out of file descriptors it says so and keeps
 Deno.test("server CLI: a flood on the HTTP port past the file limit does not end the server; the endpoint listens again", async () => {
   // Deno.serve's accept loop stops on EMFILE and rejects: unhandled, that
   // ended the whole process (and every in-memory job with it).
-  const child = new Deno.Command("prlimit", {
-    args: [
-      "--nofile=64",
-      Deno.execPath(),
-      "run",
-      "-N",
-      serverPath,
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--http",
-      "127.0.0.1:0",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!/\nhttp on /.test(text) || !text.endsWith("\n")) {
-    const { value, done } = await stdout.read();
-    if (done) break;
-    text += value;
-  }
-  const port = Number(text.match(/^listening on 127\.0\.0\.1:(\d+)\n/)?.[1]);
-  const httpPort = Number(text.match(/\nhttp on 127\.0\.0\.1:(\d+)\n/)?.[1]);
-  assert.ok(port > 0 && httpPort > 0, `unexpected output: ${JSON.stringify(text)}`);
-  await using gearman = await PacketClient.connect({ port });
-  const flood: Deno.Conn[] = [];
-  for (let i = 0; i < 100; i++) {
-    try {
-      flood.push(await Deno.connect({ hostname: "127.0.0.1", port: httpPort }));
-    } catch {
-      break; // the listener went away: what the server must survive
-    }
-  }
-  for (const c of flood) c.close();
+  const server = await startWithFewFiles(["--http", "127.0.0.1:0"]);
+  await using gearman = await PacketClient.connect({ port: server.port });
+  for (const c of await flood(server.httpPort!, 100)) c.close();
   // The Gearman side never noticed, and the HTTP endpoint comes back.
-  gearman.send("ECHO_REQ", "still here");
-  assert.equal(new TextDecoder().decode((await gearman.receive(5000)).args[0]), "still here");
+  assert.equal(await echoed(gearman, "still here"), "still here");
   let status = 0;
   for (let i = 0; i < 50 && status !== 200; i++) {
     try {
-      const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
+      const res = await fetch(`http://127.0.0.1:${server.httpPort}/healthz`);
       await res.body?.cancel();
       status = res.status;
     } catch {
@@ -290,12 +290,8 @@ Deno.test("server CLI: a flood on the HTTP port past the file limit does not end
     }
   }
   assert.equal(status, 200);
-  child.kill("SIGINT");
-  assert.equal((await child.status).code, 0);
-  await stdout.cancel();
-  const log = await new Response(child.stderr).text();
   assert.match(
-    log,
+    await stopAndLog(server),
     /The HTTP endpoint stopped: "Http: Error: Too many open files \(os error 24\)"; listening again in \d+ ms \(the Gearman port is not affected\)/,
   );
 });
