@@ -267,7 +267,7 @@ Deno.test("server CLI: when it runs out of file descriptors it says so and keeps
   assert.equal(await echoed(after, "after"), "after");
   assert.match(
     await stopAndLog(server),
-    /Accepting a Gearman connection failed: "Too many open files \(os error 24\)"; trying again in \d+ ms\. With too many open files, raise the limit \(ulimit -n\) or set --max-connections below it/,
+    /Accepting a Gearman connection failed: "Too many open files \(os error 24\)"; trying again in \d+ ms \(\d+ failure\(s\) since the last such line\)\. With too many open files, raise the limit \(ulimit -n\) or set --max-connections below it/,
   );
 });
 

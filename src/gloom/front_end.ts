@@ -7,7 +7,7 @@ import { errorFrame } from "./messages.ts";
 import { type GloomContext, MasterSession, WorkerSession } from "./sessions.ts";
 import { GloomSocket } from "./socket.ts";
 import { type ClientCertificates, warnRefusedClient } from "../server/tls_access.ts";
-import { acceptConnections, acceptFailedMessage } from "../transport/accept_loop.ts";
+import { acceptConnections, logAcceptFailures } from "../transport/accept_loop.ts";
 import type { MutualTlsConn } from "../transport/mutual_tls.ts";
 import type { ByteConn } from "../transport/connection.ts";
 
@@ -106,11 +106,7 @@ export class GloomFrontEnd {
   #acceptLoop(listener: Deno.Listener, role: "master" | "worker"): Promise<void> {
     return acceptConnections(listener, {
       connection: (conn) => this.#accept(conn, role),
-      failed: (err, retryMs) =>
-        this.#logger.error(acceptFailedMessage(`a Gloom ${role}`), {
-          error: err.message,
-          retryMs,
-        }),
+      failed: logAcceptFailures(this.#logger, `a Gloom ${role}`),
       closing: () => !this.#accepting,
     });
   }

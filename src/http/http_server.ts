@@ -12,7 +12,7 @@ import {
   warnRefusedClient,
 } from "../server/tls_access.ts";
 import { byteStringBytes } from "../protocol/_bytes.ts";
-import { acceptConnections, acceptFailedMessage } from "../transport/accept_loop.ts";
+import { acceptConnections, logAcceptFailures } from "../transport/accept_loop.ts";
 import { percentDecode, queryParam } from "./byte_text.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./exposition.ts";
 import {
@@ -287,11 +287,7 @@ export class HttpFrontEnd {
               warnRefusedClient(this.#logger, "an HTTPS connection", remote, err, !open);
             });
           },
-          failed: (err, retryMs) =>
-            this.#logger.error(acceptFailedMessage("an HTTPS connection"), {
-              error: err.message,
-              retryMs,
-            }),
+          failed: logAcceptFailures(this.#logger, "an HTTPS connection"),
           closing: () => !open,
         });
       } catch (err) {

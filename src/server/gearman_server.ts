@@ -26,7 +26,7 @@ import {
 } from "../gloom/frame.ts";
 import { checkAdminToken, DEFAULT_HTTP_PORT, HttpFrontEnd } from "../http/http_server.ts";
 import { Traffic } from "./traffic.ts";
-import { acceptConnections, acceptFailedMessage } from "../transport/accept_loop.ts";
+import { acceptConnections, logAcceptFailures } from "../transport/accept_loop.ts";
 import { type MutualTlsConn, MutualTlsUpgrader } from "../transport/mutual_tls.ts";
 import {
   type ClientCertificates,
@@ -645,11 +645,7 @@ export class Server implements AsyncDisposable {
         if (this.#clientCerts === undefined) this.#accept(conn);
         else this.#handshake(this.#clientCerts.upgrader, conn as Deno.TcpConn);
       },
-      failed: (err, retryMs) =>
-        this.#logger.error(acceptFailedMessage("a Gearman connection"), {
-          error: err.message,
-          retryMs,
-        }),
+      failed: logAcceptFailures(this.#logger, "a Gearman connection"),
       closing: () => !this.#accepting,
     });
   }

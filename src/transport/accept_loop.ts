@@ -94,13 +94,49 @@ export async function acceptConnections<C extends Deno.Conn>(
   }
 }
 
+/** What {@link logAcceptFailures} logs to: a logtape Logger is one. */
+export interface ErrorLog {
+  /** Log `message` (a template with `{name}` placeholders) at error level. */
+  error(message: string, properties: Record<string, unknown>): void;
+}
+
 /**
- * The log line for a failed accept: what happened and what to do.
+ * A `failed` handler for {@link acceptConnections} that logs what happened
+ * and what to do, at most once a second: a box flapping at its file limit
+ * would otherwise log a line per failed accept. Each line says how many
+ * failures it stands for.
  *
- * @param what What was being accepted, e.g. "a Gearman connection".
- * @returns A logtape message template with `{error}` and `{retryMs}`.
+ * @param log Where to log.
+ * @param what What is being accepted, e.g. "a Gearman connection".
+ * @param now The clock, in milliseconds (tests pass their own).
+ * @returns The handler.
+ *
+ * @example
+ * ```ts
+ * import { logAcceptFailures } from "./accept_loop.ts";
+ * const lines: string[] = [];
+ * const failed = logAcceptFailures({ error: (m) => lines.push(m) }, "a connection", () => 0);
+ * failed(new Error("Too many open files (os error 24)"), 10);
+ * failed(new Error("Too many open files (os error 24)"), 20);
+ * console.assert(lines.length === 1);
+ * ```
  */
-export function acceptFailedMessage(what: string): string {
-  return `Accepting ${what} failed: {error}; trying again in {retryMs} ms. ` +
+export function logAcceptFailures(
+  log: ErrorLog,
+  what: string,
+  now: () => number = Date.now,
+): (err: Error, retryMs: number) => void {
+  const message = `Accepting ${what} failed: {error}; trying again in {retryMs} ms ` +
+    "({failures} failure(s) since the last such line). " +
     "With too many open files, raise the limit (ulimit -n) or set --max-connections below it";
+  let lastAt = -Infinity;
+  let failures = 0;
+  return (err, retryMs) => {
+    failures++;
+    const at = now();
+    if (at - lastAt < 1000) return;
+    lastAt = at;
+    log.error(message, { error: err.message, retryMs, failures });
+    failures = 0;
+  };
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { acceptConnections } from "./accept_loop.ts";
+import { acceptConnections, logAcceptFailures } from "./accept_loop.ts";
 
 /** A listener whose accepts give what `script` says, in order, then end as a closed one does. */
 function scripted(script: (Error | string)[]): Deno.Listener {
@@ -63,4 +63,27 @@ Deno.test("acceptConnections: a connection whose setup throws is closed and repo
   assert.deepEqual(accepted, ["good"]);
   assert.deepEqual(closed, ["bad"]);
   assert.deepEqual(failures, [["Socket is not connected (os error 107)", 0]]);
+});
+
+Deno.test("logAcceptFailures: at most a line a second, each saying how many failures it stands for", () => {
+  const lines: [string, Record<string, unknown>][] = [];
+  let now = 0;
+  const failed = logAcceptFailures(
+    { error: (message, properties) => lines.push([message, properties]) },
+    "a Gearman connection",
+    () => now,
+  );
+  const emfile = new Error("Too many open files (os error 24)");
+  for (const [at, retryMs] of [[0, 10], [10, 20], [30, 40], [999, 10], [1000, 20], [2500, 10]]) {
+    now = at!;
+    failed(emfile, retryMs!);
+  }
+  assert.deepEqual(lines.map(([, p]) => [p.failures, p.retryMs]), [[1, 10], [4, 20], [1, 10]]);
+  assert.equal(
+    lines[0]![0],
+    "Accepting a Gearman connection failed: {error}; trying again in {retryMs} ms " +
+      "({failures} failure(s) since the last such line). " +
+      "With too many open files, raise the limit (ulimit -n) or set --max-connections below it",
+  );
+  assert.equal(lines[0]![1].error, "Too many open files (os error 24)");
 });
