@@ -9,7 +9,7 @@ import { GloomSocket } from "./socket.ts";
 import { type ClientCertificates, warnRefusedClient } from "../server/tls_access.ts";
 import { acceptConnections, logAcceptFailures } from "../transport/accept_loop.ts";
 import type { MutualTlsConn } from "../transport/mutual_tls.ts";
-import type { ByteConn } from "../transport/connection.ts";
+import { addrText, type ByteConn } from "../transport/connection.ts";
 
 /** Options for {@link GloomFrontEnd}. */
 export interface GloomFrontEndOptions {
@@ -128,9 +128,7 @@ export class GloomFrontEnd {
       this.#open(conn, role, undefined);
       return;
     }
-    const remote = `${(conn.remoteAddr as Deno.NetAddr).hostname}:${
-      (conn.remoteAddr as Deno.NetAddr).port
-    }`;
+    const remote = addrText(conn.remoteAddr);
     mutual.upgrader.upgrade(conn as Deno.TcpConn).then(
       (tlsConn: MutualTlsConn) => {
         if (!this.#accepting) {

@@ -13,6 +13,7 @@ import {
 } from "../server/tls_access.ts";
 import { byteStringBytes } from "../protocol/_bytes.ts";
 import { acceptConnections, logAcceptFailures } from "../transport/accept_loop.ts";
+import { addrText } from "../transport/connection.ts";
 import { percentDecode, queryParam } from "./byte_text.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./exposition.ts";
 import {
@@ -273,7 +274,7 @@ export class HttpFrontEnd {
         });
         await acceptConnections(listener, {
           connection: (conn) => {
-            const remote = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
+            const remote = addrText(conn.remoteAddr);
             mutual.upgrader.verifiedSocket(conn).then(({ socket, names: certNames }) => {
               if (!open) {
                 socket.destroy();

@@ -7,6 +7,7 @@ import { JobState } from "../server/job_table.ts";
 import { type Histogram, HISTOGRAM_BUCKETS } from "../server/job_metrics.ts";
 import type { Traffic } from "../server/traffic.ts";
 import { byteString } from "../protocol/_bytes.ts";
+import { addrText } from "../transport/connection.ts";
 import { displayText, percentEncode } from "./byte_text.ts";
 import { ExpositionWriter } from "./exposition.ts";
 import type {
@@ -47,10 +48,6 @@ export interface ObservedServer {
 }
 
 const PRIORITIES = ["high", "normal", "low"] as const;
-
-function hostPort(a: Deno.NetAddr): string {
-  return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
-}
 
 /** Whether the server is ready for traffic (what /readyz answers). */
 export function isReady(s: ObservedServer): boolean {
@@ -168,10 +165,10 @@ export function apiStatus(s: ObservedServer, adminEnabled: boolean): ApiStatus {
   return {
     server: {
       version: s.version,
-      address: hostPort(s.address()),
+      address: addrText(s.address()),
       gloom: gloom === undefined
         ? null
-        : { master: hostPort(gloom.master), worker: hostPort(gloom.worker) },
+        : { master: addrText(gloom.master), worker: addrText(gloom.worker) },
       startedAt: new Date(d.startedAt).toISOString(),
       uptimeSeconds: (now - d.startedAt) / 1000,
       time: now,

@@ -7,6 +7,7 @@ import { PacketType } from "../protocol/packet_type.ts";
 import { DEFAULT_MAX_PACKET_SIZE, type FramerSink } from "../protocol/packet_framer.ts";
 import { byteString } from "../protocol/_bytes.ts";
 import {
+  addrText,
   Connection,
   type ConnectionOptions,
   DEFAULT_MAX_OUTBOX_BYTES,
@@ -662,7 +663,7 @@ export class Server implements AsyncDisposable {
       conn.setNoDelay(true);
     } catch { /* not TCP */ }
     this.#handshaking.add(conn);
-    const remote = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
+    const remote = addrText(conn.remoteAddr);
     upgrader.upgrade(conn).then(
       (tlsConn) => {
         this.#handshaking.delete(conn);
@@ -683,10 +684,9 @@ export class Server implements AsyncDisposable {
     const open = this.#peers.size + this.#handshaking.size;
     if (this.#maxConnections === 0 || open < this.#maxConnections) return false;
     this.#traffic.refused++;
-    const remote = conn.remoteAddr as Deno.NetAddr;
     this.#logger.warn(
       "Refused a connection from {remote}: {open} connections are open, the most allowed (--max-connections)",
-      { remote: `${remote.hostname}:${remote.port}`, open },
+      { remote: addrText(conn.remoteAddr), open },
     );
     return true;
   }

@@ -4,6 +4,8 @@
  * @module
  */
 
+import { asError } from "./connection.ts";
+
 /** First pause after a failed accept, in milliseconds; it doubles while accepts keep failing. */
 const FIRST_PAUSE_MS = 10;
 /** Longest pause between tries. */
@@ -75,7 +77,7 @@ export async function acceptConnections<C extends Deno.Conn>(
         handlers.closing() || err instanceof Deno.errors.BadResource ||
         err instanceof Deno.errors.Interrupted
       ) return;
-      handlers.failed(err instanceof Error ? err : new Error(String(err)), pause);
+      handlers.failed(asError(err), pause);
       await new Promise((resolve) => setTimeout(resolve, pause));
       pause = Math.min(pause * 2, MAX_PAUSE_MS);
       continue;
@@ -89,7 +91,7 @@ export async function acceptConnections<C extends Deno.Conn>(
       try {
         conn.close();
       } catch { /* already closed */ }
-      handlers.failed(err instanceof Error ? err : new Error(String(err)), 0);
+      handlers.failed(asError(err), 0);
     }
   }
 }

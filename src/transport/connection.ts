@@ -12,6 +12,36 @@ import { ProtocolError } from "../protocol/protocol_error.ts";
 import { tickClock } from "./coarse_clock.ts";
 import { PacketWriter } from "../protocol/packet_writer.ts";
 
+/**
+ * An address as people write it: `host:port`, IPv6 in brackets; `unix`
+ * for a Unix socket.
+ *
+ * @param addr The address.
+ * @returns Its text.
+ *
+ * @example
+ * ```ts
+ * import { addrText } from "./connection.ts";
+ * console.assert(addrText({ transport: "tcp", hostname: "::1", port: 4730 }) === "[::1]:4730");
+ * ```
+ */
+export function addrText(addr: Deno.Addr): string {
+  if (!("hostname" in addr)) return "unix";
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}
+
+/**
+ * What was thrown, as an Error.
+ *
+ * @param err Anything thrown.
+ * @returns `err` itself when it is an Error, else one with its text.
+ */
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
 /** Default outbox size past which a connection stops being read. */
 export const DEFAULT_MAX_OUTBOX_BYTES: number = 8 * 1024 * 1024;
 
@@ -175,9 +205,7 @@ export class Connection {
 
   /** The peer's address, as `host:port` (IPv6 in brackets). */
   get remote(): string {
-    const a = this.#conn.remoteAddr as Deno.NetAddr;
-    if (!("hostname" in a)) return "unix";
-    return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
+    return addrText(this.#conn.remoteAddr);
   }
 
   /** The peer's IP address alone. */
@@ -314,7 +342,7 @@ export class Connection {
     } catch (err) {
       this.#out.reset();
       this.#spare?.reset();
-      this.#error ??= err instanceof Error ? err : new Error(String(err));
+      this.#error ??= asError(err);
       this.#closeSocket();
     } finally {
       this.#writing = 0;
@@ -355,7 +383,7 @@ export class Connection {
       try {
         this.#framer.resume?.();
       } catch (err) {
-        this.#error ??= err instanceof Error ? err : new Error(String(err));
+        this.#error ??= asError(err);
         this.#protocolError(err);
         this.close();
       }
@@ -408,7 +436,7 @@ export class Connection {
         framer.commit(n);
       }
     } catch (err) {
-      if (!this.#socketClosed) this.#error ??= err instanceof Error ? err : new Error(String(err));
+      if (!this.#socketClosed) this.#error ??= asError(err);
       if (!this.#socketClosed) this.#protocolError(err);
     }
     this.close();
