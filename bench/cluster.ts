@@ -61,6 +61,8 @@ async function startServers(
       Deno.execPath(),
       "run",
       "-A",
+      // As for the other scenarios' servers, e.g. BENCH_DENO_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
+      ...(Deno.env.get("BENCH_DENO_FLAGS")?.split(" ").filter(Boolean) ?? []),
       SERVER_PATH,
       "--host",
       HOST,
@@ -294,6 +296,14 @@ export async function runClusterBench(
           );
         }
       } finally {
+        if (Deno.env.get("BENCH_DENO_FLAGS")?.includes("--cpu-prof")) {
+          // A profile is written only at a clean exit: SIGINT (the server drains and exits).
+          for (const s of servers) {
+            try {
+              Deno.kill(s.pid, "SIGINT");
+            } catch { /* already gone */ }
+          }
+        }
         await Promise.all(servers.map((s) => s.stop(3000)));
       }
     }
