@@ -146,7 +146,7 @@ export class ServerConnection {
       this.#retryAt = Date.now() + delay;
       throw new ConnectionError(
         label,
-        `Cannot connect to Gearman server ${label}: ${(err as Error).message}; is it running?`,
+        `Cannot connect to Gearman server ${label}: ${(err as Error).message}; ${connectHint(err)}`,
         { cause: err },
       );
     }
@@ -213,4 +213,16 @@ export class ServerConnection {
   disconnect(): void {
     this.#conn?.close();
   }
+}
+
+/** What to do about a failed connect: the usual cause of its error code. */
+function connectHint(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  if (code === "EMFILE" || code === "ENFILE") {
+    return "close some files or connections, or raise this process's limit (ulimit -n)";
+  }
+  if (/failed to lookup address/.test((err as Error).message)) {
+    return "the host name does not resolve; check the server address";
+  }
+  return "is it running?";
 }

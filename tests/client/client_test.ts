@@ -402,6 +402,7 @@ Deno.test("client: unreachable server and closed client reject with ConnectionEr
     assert.ok(err instanceof ConnectionError);
     assert.equal(err.server, `127.0.0.1:${port}`);
     assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    assert.match(err.message, /refused.*is it running\?/);
     return true;
   });
   await assert.rejects(client.echo("x"), ConnectionError);
@@ -409,6 +410,19 @@ Deno.test("client: unreachable server and closed client reject with ConnectionEr
   await assert.rejects(client.run("f", "x"), (err: unknown) => {
     assert.ok(err instanceof ConnectionError);
     assert.match(err.message, /closed/);
+    return true;
+  });
+});
+
+Deno.test("client: a server name that does not resolve is named as such in the error", async () => {
+  await using client = new Client({
+    servers: ["no-such-host.invalid:4730"],
+    connectTimeoutMs: 5000,
+  });
+  await assert.rejects(within("submit", 10_000, client.run("f", "x")), (err: unknown) => {
+    assert.ok(err instanceof ConnectionError);
+    assert.match(err.message, /no-such-host\.invalid:4730/);
+    assert.match(err.message, /does not resolve; check the server address/);
     return true;
   });
 });
