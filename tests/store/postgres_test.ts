@@ -816,6 +816,53 @@ Deno.test({
 
 Deno.test({
   name:
+    "postgres: jobs held by servers that are not in the cluster are given back after two heartbeats; a live server's are kept",
+  ignore,
+  async fn() {
+    const url = await freshDatabase();
+    const store = await PostgresJobStore.open(url, { name: "sweeper", leaseMs: 2000 });
+    const db = new URL(url).pathname.slice(1);
+    const psql = async (q: string) => (await (await postgresServer()).psql(q, db)).trim();
+    try {
+      for (let i = 0; i < 6; i++) {
+        const h = store.nextHandle();
+        store.enqueue({
+          handle: h,
+          seq: h,
+          function: "orphaned",
+          unique: new Uint8Array(0),
+          data: new TextEncoder().encode(`job ${i}`),
+          priority: 1,
+          runAt: 0,
+          cron: "",
+          retries: 0,
+        });
+      }
+      await store.commit();
+      // Two jobs each for two servers that are gone, two for this live one.
+      await psql(`
+        UPDATE gearman_jobs SET owner = v.o FROM (
+          SELECT id, (ARRAY[424242, 424243, ${store.serverId}])[(row_number() OVER (ORDER BY id) - 1) / 2 + 1] AS o
+          FROM gearman_jobs) v
+        WHERE gearman_jobs.id = v.id`);
+      assert.equal(await psql("SELECT count(DISTINCT owner) FROM gearman_jobs"), "3");
+      await waitFor(
+        "the orphaned jobs to be free",
+        async () => await psql("SELECT count(*) FROM gearman_jobs WHERE owner IS NULL") === "4",
+        10_000,
+      );
+      assert.equal(
+        await psql(`SELECT count(*) FROM gearman_jobs WHERE owner = ${store.serverId}`),
+        "2",
+      );
+    } finally {
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "postgres: in one commit, the end of a job with a unique id comes before a new submit with that id (a new job, not lost)",
   ignore,
   async fn() {
