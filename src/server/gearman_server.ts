@@ -448,9 +448,14 @@ export class Server implements AsyncDisposable {
     });
     const cluster = this.#store.cluster;
     if (cluster !== undefined) {
+      // Lazily: asking for the servers keeps the cluster's figures refreshing.
       this.#logger.info(
         "Job store {store}: joined the cluster as server {id} ({servers} server(s) share this queue)",
-        { store: this.#store.description, id: cluster.serverId, servers: cluster.servers().length },
+        () => ({
+          store: this.#store.description,
+          id: cluster.serverId,
+          servers: cluster.servers().length,
+        }),
       );
     } else if (this.#store.durable) {
       const restored = this.#dispatcher.restoreFrom(this.#store);
