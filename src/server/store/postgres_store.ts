@@ -343,7 +343,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   #releases: number[] = [];
   #dead: Omit<DeadLetter, "id">[] = [];
   #deadRemoves: number[] = [];
-  /** Functions that got free jobs in the batch being built: NOTIFY on commit. */
+  /** Functions that got free jobs in the batch being built: NOTIFY after its commit. */
   #notify = new Set<string>();
   /** Functions to NOTIFY after commits (see #notifyAfterCommit). */
   readonly #toNotify = new Set<string>();
