@@ -23,6 +23,7 @@ import { postgresBin, startPostgres, type TempPostgres } from "../_postgres.ts";
 import { serve } from "../../server.ts";
 import { PostgresJobStore } from "../../postgres.ts";
 import { MIGRATIONS } from "../../src/server/store/postgres_schema.ts";
+import type { StoredJob } from "../../src/server/store/job_store.ts";
 
 const INSTALLED = postgresBin() !== undefined;
 const ignore = !INSTALLED;
@@ -42,6 +43,21 @@ let databases = 0;
 /** A fresh database for one test. */
 async function freshDatabase(): Promise<string> {
   return (await postgresServer()).createDatabase(`gearman_t${++databases}_${Date.now() % 100000}`);
+}
+
+/** A background job of `fn` to hand to a store directly, under `handle`. */
+function storedJob(handle: number, fn: string, unique: string, data: string): StoredJob {
+  return {
+    handle,
+    seq: handle,
+    function: fn,
+    unique: new TextEncoder().encode(unique),
+    data: new TextEncoder().encode(data),
+    priority: 1,
+    runAt: 0,
+    cron: "",
+    retries: 0,
+  };
 }
 
 /** Server processes and connections of one test, all closed at the end. */
@@ -772,17 +788,8 @@ Deno.test({
     const a = await PostgresJobStore.open(url, { name: "a" });
     const b = await PostgresJobStore.open(url, { name: "b" });
     try {
-      const job = (handle: number, unique: string, data: string) => ({
-        handle,
-        seq: handle,
-        function: "both",
-        unique: new TextEncoder().encode(unique),
-        data: new TextEncoder().encode(data),
-        priority: 1,
-        runAt: 0,
-        cron: "",
-        retries: 0,
-      });
+      const job = (handle: number, unique: string, data: string) =>
+        storedJob(handle, "both", unique, data);
       const queued = b.enqueueUnique(job(b.nextHandle(), "same-id", "from b"));
       await b.commit();
       const hb = await queued;
@@ -825,18 +832,7 @@ Deno.test({
     const psql = async (q: string) => (await (await postgresServer()).psql(q, db)).trim();
     try {
       for (let i = 0; i < 6; i++) {
-        const h = store.nextHandle();
-        store.enqueue({
-          handle: h,
-          seq: h,
-          function: "orphaned",
-          unique: new Uint8Array(0),
-          data: new TextEncoder().encode(`job ${i}`),
-          priority: 1,
-          runAt: 0,
-          cron: "",
-          retries: 0,
-        });
+        store.enqueue(storedJob(store.nextHandle(), "orphaned", "", `job ${i}`));
       }
       await store.commit();
       // Two jobs each for two servers that are gone, two for this live one.
@@ -869,17 +865,7 @@ Deno.test({
     const url = await freshDatabase();
     const store = await PostgresJobStore.open(url, { name: "direct" });
     try {
-      const job = (handle: number, data: string) => ({
-        handle,
-        seq: handle,
-        function: "uq",
-        unique: new TextEncoder().encode("same-id"),
-        data: new TextEncoder().encode(data),
-        priority: 1,
-        runAt: 0,
-        cron: "",
-        retries: 0,
-      });
+      const job = (handle: number, data: string) => storedJob(handle, "uq", "same-id", data);
       const first = store.enqueueUnique(job(store.nextHandle(), "first"));
       await store.commit();
       const h1 = await first;
