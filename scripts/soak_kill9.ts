@@ -1,10 +1,12 @@
 /**
- * Kill -9 soak for the durable job store (`--store sqlite:PATH`).
+ * Kill -9 soak for the durable job stores (`--store sqlite:PATH`, or with
+ * `--postgres` a PostgreSQL of its own, started in a temp dir).
  *
  * Each round starts the server on a SQLite file (the same one every round,
- * or a fresh one with `--fresh`), runs client connections that submit
- * background jobs with unique ids as fast as they are acknowledged (each
- * job's unique and data are its name) and workers that run them, and
+ * or a fresh one with `--fresh`) or database, runs client connections that
+ * submit background jobs as fast as they are acknowledged (each job's data
+ * is its name; every other one has its name as unique id, the rest none)
+ * and workers that run them, and
  * SIGKILLs the server at a random moment while submits are in flight. It
  * then restarts the server and drains the queue with workers that record
  * every job they run; unless `--no-drain-kill`, that drain is itself killed
@@ -20,12 +22,14 @@
  *   handle, unique or data (must be 0);
  * - leftover: jobs the store still held at the start of the next round,
  *   after a drain that ended with `status` at 0 (must be 0); after the last
- *   round the file itself is opened and must hold no jobs.
+ *   round the file itself is opened and must hold no jobs. With Postgres, a
+ *   drain ends when the jobs table is empty (a killed server's jobs come
+ *   back after its lease, 1 s here), and the table must be empty at the end.
  *
  * ```sh
  * deno run -A scripts/soak_kill9.ts [--rounds 20] [--clients 4] [--window 32]
  *   [--workers 2] [--kill-min 100] [--kill-max 1500] [--seed N] [--fresh] [--no-drain-kill]
- *   [--dir DIR] [--max-memory-jobs N] [--store-sync normal|full]
+ *   [--dir DIR] [--max-memory-jobs N] [--store-sync normal|full] [--postgres]
  * ```
  *
  * Exits 1 when any round breaks a rule above.
@@ -37,6 +41,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { ServerProcess } from "../tests/store/_process.ts";
+import { startPostgres, type TempPostgres } from "../tests/_postgres.ts";
 import { AdminClient, ConnectionClosedError, PacketClient } from "../client.ts";
 
 const FN = "soak";
@@ -65,6 +70,8 @@ export interface SoakOptions {
   serverArgs?: string[];
   /** Directory for the store file(s); a temp dir (removed after) when omitted. */
   dir?: string;
+  /** A PostgreSQL of the soak's own instead of SQLite files. */
+  postgres?: boolean;
   /** Longest drain per round, in ms. */
   drainTimeoutMs: number;
   /** Where progress lines go. */
@@ -175,7 +182,7 @@ class SoakWorker {
         if (p.name === "JOB_ASSIGN_UNIQ") {
           const [handle, , unique, data] = p.args.map((a) => decoder.decode(a));
           this.#runs.push({
-            name: unique ?? "",
+            name: data ?? "",
             unique: unique ?? "",
             data: data ?? "",
             handle: handle ?? "",
@@ -230,7 +237,7 @@ class SoakClient {
     let n = 0;
     const send = () => {
       const name = `${prefix}-${n}`;
-      conn.send(types[n % 3]!, FN, name, name);
+      conn.send(types[n % 3]!, FN, n % 2 === 0 ? name : "", name);
       n++;
       this.submitted.add(name);
       inFlight.push(name);
@@ -267,9 +274,49 @@ async function totalOf(port: number): Promise<number> {
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Where the jobs are kept: how a server is started on it, and how many jobs it holds. */
+interface SoakStore {
+  /** Start a server on it. */
+  start(): Promise<ServerProcess>;
+  /**
+   * The jobs it holds, read from the store itself: any time for Postgres;
+   * for SQLite only with no server running (undefined otherwise).
+   */
+  jobs(serverRunning: boolean): Promise<number | undefined>;
+}
+
+function sqliteStore(path: string, serverArgs: string[]): SoakStore {
+  return {
+    start: () => ServerProcess.start({ storePath: path, args: serverArgs }),
+    jobs: (serverRunning) => Promise.resolve(serverRunning ? undefined : storeJobs(path)),
+  };
+}
+
+/** A database on `pg`; servers on it give a killed server's jobs back after 1 s. */
+async function postgresStore(
+  pg: TempPostgres,
+  name: string,
+  serverArgs: string[],
+): Promise<SoakStore> {
+  const url = await pg.createDatabase(name);
+  const db = new URL(url).pathname.slice(1);
+  return {
+    start: () =>
+      ServerProcess.start({ args: ["--store", url, "--cluster-lease", "1", ...serverArgs] }),
+    jobs: async () => {
+      // Before the first server has made the table, there are no jobs.
+      const n =
+        (await pg.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'gearman_jobs'", db))
+          .trim();
+      if (n === "0") return 0;
+      return Number((await pg.psql("SELECT count(*) FROM gearman_jobs", db)).trim());
+    },
+  };
+}
+
 async function runRound(
   round: number,
-  storePath: string,
+  store: SoakStore,
   options: SoakOptions,
   rand: () => number,
 ): Promise<RoundResult> {
@@ -286,8 +333,8 @@ async function runRound(
   let drainKillAtMs = -1;
   try {
     // Life 1: submits and work, then kill -9.
-    server = await ServerProcess.start({ storePath, args: options.serverArgs ?? [] });
-    leftover = await totalOf(server.port);
+    server = await store.start();
+    leftover = await store.jobs(true) ?? await totalOf(server.port);
     let life = 1;
     for (let i = 0; i < options.workers; i++) {
       workers.push(await SoakWorker.start(server.port, runs, life));
@@ -306,7 +353,7 @@ async function runRound(
     // then one more life that drains everything.
     for (;;) {
       life++;
-      server = await ServerProcess.start({ storePath, args: options.serverArgs ?? [] });
+      server = await store.start();
       for (let i = 0; i < options.workers; i++) {
         workers.push(await SoakWorker.start(server.port, runs, life));
       }
@@ -320,7 +367,9 @@ async function runRound(
       }
       const deadline = Date.now() + options.drainTimeoutMs;
       while (Date.now() < deadline) {
-        if ((await totalOf(server.port)) === 0) {
+        // Postgres: the table, since status does not count jobs a killed
+        // server held until its lease ends.
+        if ((await store.jobs(true) ?? await totalOf(server.port)) === 0) {
           drained = true;
           break;
         }
@@ -344,7 +393,7 @@ async function runRound(
     let wrongHandle = 0;
     let phantom = 0;
     for (const r of runs) {
-      if (r.unique !== r.data) wrongData++;
+      if (r.unique !== "" && r.unique !== r.data) wrongData++;
       if (!submitted.has(r.name)) phantom++;
       const h = acked.get(r.name);
       if (h !== undefined && h !== r.handle) wrongHandle++;
@@ -410,11 +459,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
   const rand = random(options.seed);
   const results: RoundResult[] = [];
   let finalStoreJobs = -1;
+  let pg: TempPostgres | undefined;
   try {
-    let storePath = join(dir, "soak.db");
+    const serverArgs = options.serverArgs ?? [];
+    if (options.postgres) pg = await startPostgres();
+    const storeFor = (n: string) =>
+      pg !== undefined
+        ? postgresStore(pg, `soak_${n}`, serverArgs)
+        : Promise.resolve(sqliteStore(join(dir, `soak-${n}.db`), serverArgs));
+    let store = await storeFor("all");
     for (let round = 1; round <= options.rounds; round++) {
-      if (options.fresh) storePath = join(dir, `soak-${round}.db`);
-      const r = await runRound(round, storePath, options, rand);
+      if (options.fresh) store = await storeFor(String(round));
+      const r = await runRound(round, store, options, rand);
       results.push(r);
       options.log(
         `round ${r.round}/${options.rounds}: kill at ${r.killAtMs} ms${
@@ -431,16 +487,17 @@ export async function runSoak(options: SoakOptions): Promise<SoakSummary> {
     }
     // The last drain ended with a kill -9: a last start must find nothing,
     // and after a clean stop the file must hold no jobs.
-    const server = await ServerProcess.start({ storePath, args: options.serverArgs ?? [] });
+    const server = await store.start();
     try {
-      const left = await totalOf(server.port);
+      const left = await store.jobs(true) ?? await totalOf(server.port);
       if (left > 0) options.log(`after the last round the server replayed ${left} job(s)`);
       results.at(-1)!.leftover += left;
     } finally {
       await server.kill("SIGTERM");
     }
-    finalStoreJobs = storeJobs(storePath);
+    finalStoreJobs = (await store.jobs(false))!;
   } finally {
+    await pg?.stop();
     if (options.dir === undefined) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
   const sum = (k: keyof RoundResult) => results.reduce((n, r) => n + Number(r[k]), 0);
@@ -485,6 +542,8 @@ const USAGE = `Usage: deno run -A scripts/soak_kill9.ts [options]
   --max-memory-jobs N   passed to the server (small values make it page jobs from disk)
   --store-sync MODE     passed to the server (normal or full)
   --dir DIR       keep the store file(s) in DIR (default: a temp dir, removed)
+  --postgres      a PostgreSQL of its own (Debian's, in a temp dir) instead of SQLite files;
+                  --fresh: a new database every round
 `;
 
 if (import.meta.main) {
@@ -503,6 +562,7 @@ if (import.meta.main) {
       "max-memory-jobs": { type: "string" },
       "store-sync": { type: "string" },
       dir: { type: "string" },
+      postgres: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -536,13 +596,15 @@ if (import.meta.main) {
       ...(values["store-sync"] !== undefined ? ["--store-sync", values["store-sync"]] : []),
     ],
     ...(values.dir !== undefined ? { dir: values.dir } : {}),
+    postgres: values.postgres ?? false,
     drainTimeoutMs: 120_000,
     log: (line) => console.log(line),
   };
   console.log(
     `soak: ${options.rounds} rounds, ${options.clients} clients x ${options.window} in flight, ` +
       `${options.workers} workers, kill at ${options.killMinMs}-${options.killMaxMs} ms, ` +
-      `seed ${seed}, ${options.fresh ? "fresh file per round" : "one store file"}` +
+      `seed ${seed}, ${options.postgres ? "PostgreSQL" : "SQLite"}, ` +
+      `${options.fresh ? "a fresh store per round" : "one store"}` +
       `${options.drainKill ? ", a second kill during each drain" : ""}` +
       `${options.serverArgs!.length > 0 ? `, server ${options.serverArgs!.join(" ")}` : ""}`,
   );

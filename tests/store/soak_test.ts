@@ -1,13 +1,16 @@
 // A quick kill -9 soak (scripts/soak_kill9.ts with small numbers): no
-// acknowledged background job may be lost across kills and restarts.
+// acknowledged background job may be lost across kills and restarts, on
+// SQLite and on PostgreSQL.
 
 import assert from "node:assert/strict";
 import { runSoak } from "../../scripts/soak_kill9.ts";
+import { postgresBin } from "../_postgres.ts";
 
-Deno.test("store: kill -9 soak, 3 rounds: no acknowledged job lost, none run twice by one server, store empty after the drains", async () => {
+async function quickSoak(postgres: boolean): Promise<void> {
   const seed = Math.floor(Math.random() * 2 ** 31);
   const lines: string[] = [`seed ${seed}`];
   const summary = await runSoak({
+    postgres,
     rounds: 3,
     clients: 2,
     window: 16,
@@ -30,4 +33,15 @@ Deno.test("store: kill -9 soak, 3 rounds: no acknowledged job lost, none run twi
   assert.equal(summary.leftover, 0, `jobs left in the store after a full drain:\n${report}`);
   assert.equal(summary.finalStoreJobs, 0, `jobs rows in the file at the end:\n${report}`);
   assert.ok(summary.ok, report);
+}
+
+Deno.test("store: kill -9 soak, 3 rounds: no acknowledged job lost, none run twice by one server, store empty after the drains", () =>
+  quickSoak(false));
+
+Deno.test({
+  name:
+    "postgres: kill -9 soak, 3 rounds: no acknowledged job lost, none run twice by one server, the jobs table empty after the drains",
+  // .ci/run installs PostgreSQL; elsewhere: apt-get install -y postgresql.
+  ignore: postgresBin() === undefined,
+  fn: () => quickSoak(true),
 });
