@@ -494,6 +494,19 @@ Deno.test({
     assert.equal(noPermission.code, 1);
     assert.match(oneErrorLine(noPermission.stderr), /permission denied.*GRANT CREATE/);
 
+    // A role allowed 3 connections: the server needs 10, and says so at start.
+    await p.psql(
+      "DROP ROLE IF EXISTS few; CREATE ROLE few LOGIN PASSWORD 'few' CONNECTION LIMIT 3",
+    );
+    const fewDb = new URL(await p.createDatabase("gearman_few")).pathname.slice(1);
+    await p.psql(`ALTER DATABASE ${fewDb} OWNER TO few`);
+    const fewSlots = await runServer({ args: ["--store", p.urlFor(fewDb, "few", "few")] });
+    assert.equal(fewSlots.code, 1);
+    assert.match(
+      oneErrorLine(fewSlots.stderr),
+      /too many connections.*opens 10 .*raise max_connections \(or the role's CONNECTION LIMIT\)/,
+    );
+
     const noEnv = await runServer({ permissions: ["-N"], args: ["--store", p.urlFor("postgres")] });
     assert.equal(noEnv.code, 1);
     assert.match(oneErrorLine(noEnv.stderr), /--allow-env/);

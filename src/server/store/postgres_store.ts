@@ -61,6 +61,10 @@ const CHANNEL = "gearman_jobs";
 const HANDLE_BLOCK = 65536;
 /** Bytes of job data per INSERT statement (a commit may have several). */
 const ROW_BATCH_BYTES = 32 * 1024 * 1024;
+/** Connections for commits (each its own transaction; up to maxCommitsInFlight at once). */
+const COMMIT_CONNECTIONS = 5;
+/** Connections for claims, ends of jobs, heartbeats and reads. */
+const FAST_CONNECTIONS = 4;
 /** After a failed write, wait this long before the next try. */
 const RETRY_PAUSE_MS = 500;
 /** Ends of jobs, retry counts and releases are written at most this often (they need no ack). */
@@ -274,6 +278,12 @@ function openError(description: string, err: unknown): StoreError {
   } else if (code === "42501") {
     hint = "the user may not create the server's tables: GRANT CREATE ON SCHEMA public to it, " +
       "or start the server once as a user who may";
+  } else if (code === "53300") {
+    hint =
+      `it has no connection slot left for this server, which opens ${
+        COMMIT_CONNECTIONS + FAST_CONNECTIONS + 1
+      } (${COMMIT_CONNECTIONS} for commits, ${FAST_CONNECTIONS} for claims and the rest, 1 to LISTEN): ` +
+      "raise max_connections (or the role's CONNECTION LIMIT), or run fewer servers on it";
   } else if (code === "CONNECT_TIMEOUT" || /timeout/i.test(message)) {
     hint = "the database did not answer in time; check the host, port and firewall";
   } else if (code === "ENOTFOUND" || /getaddrinfo|ENOTFOUND/.test(message)) {
@@ -430,17 +440,24 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
         },
       }) as unknown as Sql;
     try {
-      sql = pool(5, {});
+      sql = pool(COMMIT_CONNECTIONS, {});
       // No bitmap scans: with statistics from before a burst of submits
       // (a fresh table reads as nearly empty), the planner would claim by
       // bitmap-scanning and sorting every free job (~110 ms per claim at
       // 200k queued) instead of reading the queue index in order (~9 ms).
-      fast = pool(4, { synchronous_commit: "off", enable_bitmapscan: "off" });
+      fast = pool(FAST_CONNECTIONS, { synchronous_commit: "off", enable_bitmapscan: "off" });
     } catch (err) {
       throw openError(description, err);
     }
     try {
       await migrate(sql);
+      // Every connection now, before joining: a database that allows fewer
+      // (max_connections, or the role's CONNECTION LIMIT) is refused at
+      // start, not in the middle of the traffic.
+      await Promise.all([
+        ...Array.from({ length: COMMIT_CONNECTIONS }, () => sql`SELECT 1`.execute()),
+        ...Array.from({ length: FAST_CONNECTIONS }, () => fast`SELECT 1`.execute()),
+      ]);
       const [server] = await sql`
         INSERT INTO gearman_servers (name) VALUES (${name}) RETURNING id`;
       const [block] = await sql`SELECT nextval('gearman_handles') AS v`;
