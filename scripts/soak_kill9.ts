@@ -279,8 +279,9 @@ interface SoakStore {
   /** Start a server on it. */
   start(): Promise<ServerProcess>;
   /**
-   * The jobs it holds, read from the store itself: any time for Postgres;
-   * for SQLite only with no server running (undefined otherwise).
+   * The jobs it holds, read from the store itself: for Postgres any time
+   * after a server started (it makes the table); for SQLite only with no
+   * server running (undefined otherwise).
    */
   jobs(serverRunning: boolean): Promise<number | undefined>;
 }
@@ -303,14 +304,7 @@ async function postgresStore(
   return {
     start: () =>
       ServerProcess.start({ args: ["--store", url, "--cluster-lease", "1", ...serverArgs] }),
-    jobs: async () => {
-      // Before the first server has made the table, there are no jobs.
-      const n =
-        (await pg.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'gearman_jobs'", db))
-          .trim();
-      if (n === "0") return 0;
-      return Number((await pg.psql("SELECT count(*) FROM gearman_jobs", db)).trim());
-    },
+    jobs: async () => Number((await pg.psql("SELECT count(*) FROM gearman_jobs", db)).trim()),
   };
 }
 

@@ -20,6 +20,51 @@ async function runCli(args: string[]): Promise<{ code: number; stdout: string; s
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** A running server CLI on 127.0.0.1 and a free port, and what it printed so far. */
+interface SpawnedCli {
+  child: Deno.ChildProcess;
+  stdout: ReadableStreamDefaultReader<string>;
+  /** Its stdout up to the address line(s). */
+  text: string;
+  port: number;
+  httpPort: number | undefined;
+}
+
+/**
+ * Spawn the server CLI (under `wrapper`, e.g. prlimit) on 127.0.0.1 and a
+ * free port; resolves once it printed its address, and with --http the
+ * HTTP one too.
+ */
+async function spawnCli(flags: string[], wrapper: string[] = []): Promise<SpawnedCli> {
+  const argv = [Deno.execPath(), "run", "-N", serverPath, "--host", "127.0.0.1", "--port", "0"];
+  const [cmd, ...args] = [...wrapper, ...argv, ...flags];
+  const child = new Deno.Command(cmd!, {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const lines = flags.includes("--http") ? 2 : 1;
+  let text = "";
+  while (text.split("\n").length <= lines) {
+    const { value, done } = await stdout.read();
+    if (done) break;
+    text += value;
+  }
+  const port = Number(text.match(/^listening on 127\.0\.0\.1:(\d+)\n/)?.[1]);
+  const http = text.match(/\nhttp on 127\.0\.0\.1:(\d+)\n/)?.[1];
+  assert.ok(port > 0 && (lines === 1 || http), `unexpected output: ${JSON.stringify(text)}`);
+  return { child, stdout, text, port, httpPort: http === undefined ? undefined : Number(http) };
+}
+
+/** The rest of a stream, until it ends. */
+async function readRest(r: ReadableStreamDefaultReader<string>): Promise<string> {
+  let out = "";
+  for (let x = await r.read(); !x.done; x = await r.read()) out += x.value;
+  return out;
+}
+
 Deno.test("VERSION matches deno.json", () => {
   assert.equal(VERSION, denoJson.version);
 });
@@ -83,22 +128,7 @@ Deno.test("server CLI says when the port is taken, exit code 1", async () => {
 Deno.test("server CLI prints its address, serves, and stops cleanly on SIGTERM and SIGINT", async (t) => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     await t.step(signal, async () => {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-N", serverPath, "--host", "127.0.0.1", "--port", "0"],
-        stdout: "piped",
-        stderr: "piped",
-        env: { NO_COLOR: "1" },
-      }).spawn();
-      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      let text = "";
-      while (!text.includes("\n")) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        text += value;
-      }
-      const m = text.match(/^listening on 127\.0\.0\.1:(\d+)\n/);
-      assert.ok(m, `unexpected first line: ${JSON.stringify(text)}`);
-      const port = Number(m[1]);
+      const { child, stdout, text, port } = await spawnCli([]);
       {
         await using c = await PacketClient.connect({ port });
         c.send("ECHO_REQ", "hi");
@@ -108,12 +138,7 @@ Deno.test("server CLI prints its address, serves, and stops cleanly on SIGTERM a
       const status = await child.status;
       assert.equal(status.code, 0);
       // Info lines go to stdout (console.info), after the address.
-      let log = text;
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        log += value;
-      }
+      const log = text + await readRest(stdout);
       await child.stderr.cancel();
       if (signal === "SIGTERM") {
         // One readable sentence, no quoted fragments.
@@ -127,35 +152,14 @@ Deno.test("server CLI prints its address, serves, and stops cleanly on SIGTERM a
 });
 
 Deno.test("server CLI --admin-read token refuses admin commands without the token, and logs it", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-N",
-      serverPath,
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--admin-token",
-      "s3cret",
-      "--admin-read",
-      "token",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await stdout.read();
-    if (done) break;
-    text += value;
-  }
-  const m = text.match(/^listening on 127\.0\.0\.1:(\d+)\n/);
-  assert.ok(m, `unexpected first line: ${JSON.stringify(text)}`);
+  const { child, stdout, text, port } = await spawnCli([
+    "--admin-token",
+    "s3cret",
+    "--admin-read",
+    "token",
+  ]);
   {
-    await using c = await PacketClient.connect({ port: Number(m[1]) });
+    await using c = await PacketClient.connect({ port });
     const [reply] = await c.admin("status");
     assert.match(reply!, /^ERR PERMISSION_DENIED /);
     assert.deepEqual(await c.admin("auth s3cret"), ["OK"]);
@@ -163,13 +167,8 @@ Deno.test("server CLI --admin-read token refuses admin commands without the toke
   }
   child.kill("SIGINT");
   assert.equal((await child.status).code, 0);
-  const rest = async (r: ReadableStreamDefaultReader<string>) => {
-    let out = "";
-    for (let x = await r.read(); !x.done; x = await r.read()) out += x.value;
-    return out;
-  };
-  const logs = text + await rest(stdout) +
-    await rest(child.stderr.pipeThrough(new TextDecoderStream()).getReader());
+  const logs = text + await readRest(stdout) +
+    await readRest(child.stderr.pipeThrough(new TextDecoderStream()).getReader());
   assert.match(
     logs,
     /Refused admin command "status" from "127\.0\.0\.1:\d+": "every admin command needs the admin token/,
@@ -191,41 +190,8 @@ Deno.test("README's server command line section is the --help text", async () =>
  * Resolves once it printed its addresses (the Gearman port, and the HTTP
  * port with --http).
  */
-async function startWithFewFiles(args: string[]): Promise<{
-  child: Deno.ChildProcess;
-  stdout: ReadableStreamDefaultReader<string>;
-  port: number;
-  httpPort: number | undefined;
-}> {
-  const child = new Deno.Command("prlimit", {
-    args: [
-      "--nofile=64",
-      Deno.execPath(),
-      "run",
-      "-N",
-      serverPath,
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const lines = args.includes("--http") ? 2 : 1;
-  let text = "";
-  while (text.split("\n").length <= lines) {
-    const { value, done } = await stdout.read();
-    if (done) break;
-    text += value;
-  }
-  const port = Number(text.match(/^listening on 127\.0\.0\.1:(\d+)\n/)?.[1]);
-  const http = text.match(/\nhttp on 127\.0\.0\.1:(\d+)\n/)?.[1];
-  assert.ok(port > 0 && (lines === 1 || http), `unexpected output: ${JSON.stringify(text)}`);
-  return { child, stdout, port, httpPort: http === undefined ? undefined : Number(http) };
+function startWithFewFiles(args: string[]): Promise<SpawnedCli> {
+  return spawnCli(args, ["prlimit", "--nofile=64"]);
 }
 
 /** Open up to `count` connections to `port`, stopping at the first refused. */
@@ -242,7 +208,7 @@ async function flood(port: number, count: number): Promise<Deno.Conn[]> {
 }
 
 /** SIGINT, exit code 0, and what it logged to stderr. */
-async function stopAndLog(server: Awaited<ReturnType<typeof startWithFewFiles>>): Promise<string> {
+async function stopAndLog(server: SpawnedCli): Promise<string> {
   server.child.kill("SIGINT");
   assert.equal((await server.child.status).code, 0);
   await server.stdout.cancel();

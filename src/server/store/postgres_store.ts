@@ -709,11 +709,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     return q;
   }
 
-  /** NOTIFY the servers that jobs of these functions wait. */
-  async #notifyIn(sql: Sql, functions: Iterable<string>): Promise<void> {
+  /** NOTIFY the servers that jobs of these functions wait (without waiting for the disk). */
+  async #notifyFunctions(functions: Iterable<string>): Promise<void> {
     const names = [...new Set(functions)];
     if (names.length > 0) {
-      await sql`SELECT pg_notify(${CHANNEL}, f) FROM unnest(${names}::text[]) AS f`;
+      await this.#fast`SELECT pg_notify(${CHANNEL}, f) FROM unnest(${names}::text[]) AS f`;
     }
   }
 
@@ -731,7 +731,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     const names = [...this.#toNotify];
     this.#toNotify.clear();
     this.#notifying = true;
-    answerWithin(this.#notifyIn(this.#fast, names), this.#leaseMs, "a NOTIFY").catch((err) =>
+    answerWithin(this.#notifyFunctions(names), this.#leaseMs, "a NOTIFY").catch((err) =>
       this.#log.debug("NOTIFY of {functions} failed: {error}; the servers' poll finds the jobs", {
         functions: names.join(", "),
         error: (err as Error).message,
@@ -867,7 +867,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       const freed = await this.#sql`
         UPDATE gearman_jobs SET owner = NULL WHERE owner = ${this.serverId} RETURNING function`;
       await this.#sql`DELETE FROM gearman_servers WHERE id = ${this.serverId}`;
-      await this.#notifyIn(this.#fast, freed.map((r) => r.function as string));
+      await this.#notifyFunctions(freed.map((r) => r.function as string));
     } catch (err) {
       this.#log.error(
         "Closing job store {store} failed: {error}; jobs this server held go back to the cluster when its lease ends",
@@ -1138,7 +1138,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
         "Took back {count} job(s) held by cluster server(s) whose lease ended (no heartbeat for {lease} ms); they run again",
         { count: freed.length, lease: this.#leaseMs },
       );
-      await this.#notifyIn(this.#fast, freed.map((r) => r.function as string));
+      await this.#notifyFunctions(freed.map((r) => r.function as string));
     }
     await this.#freeOrphans();
     const now = Date.now();
@@ -1180,7 +1180,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       "Took back {count} job(s) held by server(s) {servers}, which left the cluster; they run again",
       { count: freed.length, servers: confirmed.join(", ") },
     );
-    await this.#notifyIn(this.#fast, freed.map((r) => r.function as string));
+    await this.#notifyFunctions(freed.map((r) => r.function as string));
   }
 
   async #loadDead(): Promise<DeadLetter[]> {
