@@ -28,6 +28,10 @@ function setup(host: Partial<AdminHost>, remoteHost: string) {
     cork() {},
     uncork() {},
     abort() {},
+    holdReply() {
+      throw new Error("only a cluster holds replies; this dispatcher has none");
+    },
+    releaseReply() {},
     remote: `${remoteHost}:5555`,
     remoteHost,
     closed: false,

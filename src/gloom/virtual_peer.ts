@@ -6,6 +6,7 @@ import { Magic } from "../protocol/packet.ts";
 import { PacketFramer } from "../protocol/packet_framer.ts";
 import { PacketWriter } from "../protocol/packet_writer.ts";
 import type { PeerConnection } from "../server/peer.ts";
+import { HeldReplies, type HeldReply } from "../transport/held_replies.ts";
 import type { GloomSocket } from "./socket.ts";
 
 /** Receives the dispatcher's packets for one Gloom connection. */
@@ -26,6 +27,8 @@ export class VirtualPeerConnection implements PeerConnection {
   #scheduled = false;
   #corked = 0;
   #draining = false;
+  /** Replies whose place is kept; made on first use. */
+  #replies: HeldReplies | undefined;
 
   constructor(socket: GloomSocket, onPacket: PacketHandler) {
     this.#socket = socket;
@@ -36,11 +39,23 @@ export class VirtualPeerConnection implements PeerConnection {
   }
 
   out(): PacketWriter {
+    return this.#replies?.tail ?? this.#outbox();
+  }
+
+  #outbox = (): PacketWriter => {
     if (!this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(this.#drainTask);
     }
     return this.#out;
+  };
+
+  holdReply(): HeldReply {
+    return (this.#replies ??= new HeldReplies()).hold();
+  }
+
+  releaseReply(held: HeldReply): void {
+    this.#replies?.release(held, this.#outbox);
   }
 
   #drainTask = (): void => {
@@ -96,6 +111,7 @@ export class VirtualPeerConnection implements PeerConnection {
 
   abort(): void {
     this.#out.reset();
+    this.#replies?.clear();
     this.#socket.abort();
   }
 }

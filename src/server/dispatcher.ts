@@ -1539,14 +1539,13 @@ export class Dispatcher {
       return;
     }
     // A unique id: which job holds it in the cluster is known after the
-    // commit. The connection's next packets wait, so replies stay in order.
+    // commit. Its reply keeps its place: the replies to the connection's
+    // next packets (often more submits, in the same commit) wait behind it.
     const conn = peer.conn;
-    conn.pause?.();
+    const reply = conn.holdReply();
     cluster.enqueueUnique(job).then((held) => {
-      if (!conn.closed) {
-        conn.out().begin(RES, T.JOB_CREATED).bytes(this.handlePrefix).decimal(held).end();
-      }
-      conn.resume?.();
+      reply.out.begin(RES, T.JOB_CREATED).bytes(this.handlePrefix).decimal(held).end();
+      conn.releaseReply(reply);
     }, (err: Error) => {
       this.log.error("{error}; closing the connection of {remote}, which sees no JOB_CREATED", {
         error: err.message,
@@ -1697,19 +1696,16 @@ export class Dispatcher {
   }
 
   /**
-   * Answer a packet from the shared store: the connection's next packets
-   * wait (so replies stay in order) until `reply` has written the answer.
+   * Answer a packet from the shared store: the answer keeps its place in
+   * the connection's output, so replies stay in request order.
    */
   #askCluster<T>(peer: Peer, lookup: Promise<T>, reply: (found: T, w: PacketWriter) => void) {
     const conn = peer.conn;
-    conn.pause?.();
-    lookup.then((found) => {
-      if (!conn.closed) reply(found, conn.out());
-    }, (err: Error) => {
-      if (!conn.closed) {
-        this.#error(peer, "QUEUE_ERROR", `Cannot look the job up in the cluster: ${err.message}`);
-      }
-    }).finally(() => conn.resume?.());
+    const held = conn.holdReply();
+    lookup.then((found) => reply(found, held.out), (err: Error) => {
+      held.out.begin(RES, T.ERROR).byteString("QUEUE_ERROR").nul()
+        .text(`Cannot look the job up in the cluster: ${err.message}`).end();
+    }).finally(() => conn.releaseReply(held));
   }
 
   // ----------------------------------------------------------- schedule

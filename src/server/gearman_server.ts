@@ -763,11 +763,13 @@ export class Server implements AsyncDisposable {
           connection.out().byteString(reply);
           return;
         }
-        // Answered by the cluster's database: later lines wait, so replies stay in order.
-        connection.pause?.();
-        void reply.then((r) => {
-          if (!connection.closed) connection.out().byteString(r);
-        }).finally(() => connection.resume?.());
+        // Answered by the cluster's database: the answer keeps its place, so replies stay in order.
+        const held = connection.holdReply();
+        void reply.then(
+          (r) => held.out.byteString(r),
+          (err: Error) =>
+            held.out.byteString(`ERR CLUSTER_ERROR ${encodeURIComponent(err.message)}\r\n`),
+        ).finally(() => connection.releaseReply(held));
       },
     };
   }

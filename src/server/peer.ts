@@ -1,6 +1,7 @@
 // Per-connection Gearman state, shared by the dispatcher and admin commands.
 
 import type { PacketWriter } from "../protocol/packet_writer.ts";
+import type { HeldReply } from "../transport/held_replies.ts";
 import type { FunctionEntry } from "./function_entry.ts";
 import type { CompiledAccess } from "./tls_access.ts";
 
@@ -22,10 +23,13 @@ export interface PeerConnection {
   uncork(): void;
   /** Close at once, dropping unsent output (a commit failed: its acks must not go out). */
   abort(): void;
-  /** Handle no more packets until `resume` (a reply waits for the store); optional. */
-  pause?(): void;
-  /** Handle the packets held back by `pause`. */
-  resume?(): void;
+  /**
+   * Keep the place of a reply known later (a store's answer): what is
+   * written after it waits behind it, so replies stay in request order.
+   */
+  holdReply(): HeldReply;
+  /** Send a held reply (written to its `out`) once those before it are sent. */
+  releaseReply(held: HeldReply): void;
 }
 
 /** What an absent set reads as. */

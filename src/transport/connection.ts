@@ -11,6 +11,7 @@ import type { FramerSink } from "../protocol/packet_framer.ts";
 import { ProtocolError } from "../protocol/protocol_error.ts";
 import { tickClock } from "./coarse_clock.ts";
 import { PacketWriter } from "../protocol/packet_writer.ts";
+import { HeldReplies, type HeldReply } from "./held_replies.ts";
 
 /**
  * An address as people write it: `host:port`, IPv6 in brackets; `unix`
@@ -44,6 +45,13 @@ export function asError(err: unknown): Error {
 
 /** Default outbox size past which a connection stops being read. */
 export const DEFAULT_MAX_OUTBOX_BYTES: number = 8 * 1024 * 1024;
+
+/**
+ * Replies a connection may hold ({@link Connection.holdReply}) before it
+ * stops reading: a client pipelining unique submits to a cluster waits
+ * here, not in the server's memory.
+ */
+export const MAX_HELD_REPLIES = 1024;
 
 /**
  * What the read loop feeds: a framer that hands out its free space and
@@ -176,8 +184,14 @@ export class Connection {
   /** The socket finished closing ({@link done} resolves at once). */
   #closed = false;
   #drained: PromiseWithResolvers<void> | undefined;
-  /** Set while {@link pause}d for a late reply: the read loop waits for it. */
+  /** Set while {@link pause}d: the read loop waits for it. */
   #replyWait: PromiseWithResolvers<void> | undefined;
+  /** Replies whose place is kept ({@link holdReply}); made on first use. */
+  #replies: HeldReplies | undefined;
+  /** Where output goes while a reply is held, else undefined. */
+  #heldTail: PacketWriter | undefined;
+  /** Reading stopped because {@link MAX_HELD_REPLIES} replies were held. */
+  #heldFull = false;
   /** Made when someone waits for the close (most connections end without a waiter). */
   #done: PromiseWithResolvers<Error | undefined> | undefined;
   /** Why the connection ended, when it was not a plain EOF or close. */
@@ -255,6 +269,11 @@ export class Connection {
    * @returns The outbox writer.
    */
   out(): PacketWriter {
+    return this.#heldTail ?? this.#outbox();
+  }
+
+  /** The writer the socket is fed from (what {@link out} gives when no reply is held). */
+  #outbox = (): PacketWriter => {
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(this.#flush);
@@ -276,6 +295,43 @@ export class Connection {
       this.#out = other;
     }
     return this.#out;
+  };
+
+  /**
+   * Keep the place of a reply that is known later (a store's answer):
+   * what is written after it waits behind it, so the peer reads replies in
+   * request order, while this connection goes on handling its packets.
+   * Write the reply to the returned place's `out`, then {@link releaseReply}.
+   * With {@link MAX_HELD_REPLIES} held, reading stops until half are sent.
+   *
+   * @returns The reply's place.
+   */
+  holdReply(): HeldReply {
+    const replies = this.#replies ??= new HeldReplies();
+    const held = replies.hold();
+    this.#heldTail = held.after;
+    if (replies.size >= MAX_HELD_REPLIES && !this.#heldFull) {
+      this.#heldFull = true;
+      this.pause();
+    }
+    return held;
+  }
+
+  /**
+   * Send a reply kept by {@link holdReply}, once those held before it are
+   * sent, followed by what was written after it.
+   *
+   * @param held The place, with the reply written to its `out`.
+   */
+  releaseReply(held: HeldReply): void {
+    const replies = this.#replies;
+    if (replies === undefined) return;
+    replies.release(held, this.#outbox);
+    this.#heldTail = replies.tail;
+    if (this.#heldFull && replies.size <= MAX_HELD_REPLIES / 2) {
+      this.#heldFull = false;
+      this.resume();
+    }
   }
 
   /**
@@ -295,6 +351,8 @@ export class Connection {
   /** Drop everything in the outbox and close at once (no flush). */
   abort(): void {
     this.#out.reset();
+    this.#replies?.clear();
+    this.#heldTail = undefined;
     this.#closing = true;
     this.#framer.stop();
     this.#releaseReplyWait();

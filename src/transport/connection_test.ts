@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { type ByteConn, Connection, type ConnectionOptions } from "./connection.ts";
+import {
+  type ByteConn,
+  Connection,
+  type ConnectionOptions,
+  MAX_HELD_REPLIES,
+} from "./connection.ts";
+import type { HeldReply } from "./held_replies.ts";
+import { PacketWriter } from "../protocol/packet_writer.ts";
 import { Magic } from "../protocol/packet.ts";
 import { PacketType } from "../protocol/packet_type.ts";
 import { PacketFramer } from "../protocol/packet_framer.ts";
@@ -145,4 +152,135 @@ Deno.test("connection: onEnd is told once, with the connection and what ended it
   assert.equal(ended.length, 2);
   assert.deepEqual(ended.find(([c]) => c === quiet), [quiet, undefined]);
   assert.equal(ended.find(([c]) => c === failing)?.[1]?.message, "connection reset by peer");
+});
+
+/** A socket whose reads return the chunks given to {@link feed}, and whose writes are kept. */
+class FeedSocket implements ByteConn {
+  readonly written: number[] = [];
+  readonly remoteAddr: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 1 };
+  #chunks: Uint8Array[] = [];
+  #wake: (() => void) | undefined;
+  #closed = false;
+
+  feed(chunk: Uint8Array): void {
+    this.#chunks.push(chunk);
+    this.#wake?.();
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    while (this.#chunks.length === 0) {
+      if (this.#closed) return null;
+      await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+    const chunk = this.#chunks[0]!;
+    const n = Math.min(p.length, chunk.length);
+    p.set(chunk.subarray(0, n));
+    if (n === chunk.length) this.#chunks.shift();
+    else this.#chunks[0] = chunk.subarray(n);
+    return n;
+  }
+
+  write(p: Uint8Array): Promise<number> {
+    for (const b of p) this.written.push(b);
+    return Promise.resolve(p.length);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#wake?.();
+  }
+}
+
+/** ECHO_REQ packets carrying each text, as one chunk. */
+function echoes(...texts: string[]): Uint8Array {
+  const w = new PacketWriter();
+  for (const t of texts) w.end(w.begin(Magic.REQ, PacketType.ECHO_REQ).text(t));
+  return w.take().slice();
+}
+
+/**
+ * A connection whose sink answers each ECHO_REQ with WORK_DATA of its text,
+ * except texts starting with "hold": their replies are held (in `held`).
+ */
+function echoConnection(socket: FeedSocket) {
+  const handled: string[] = [];
+  const held: HeldReply[] = [];
+  const c: Connection = new Connection(socket, {
+    packet(_type, body) {
+      const text = new TextDecoder().decode(body);
+      handled.push(text);
+      if (text.startsWith("hold")) held.push(c.holdReply());
+      else send(c, text);
+    },
+  });
+  return { c, handled, held };
+}
+
+function answer(c: Connection, held: HeldReply, text: string): void {
+  held.out.end(held.out.begin(Magic.RES, PacketType.WORK_DATA).text(text));
+  c.releaseReply(held);
+}
+
+Deno.test("connection: a held reply keeps its place; packets after it are handled at once and their replies wait behind it", async () => {
+  const socket = new FeedSocket();
+  const { c, handled, held } = echoConnection(socket);
+  const running = c.run();
+  socket.feed(echoes("hold 1", "a", "hold 2", "b"));
+  await turn();
+  assert.deepEqual(
+    handled,
+    ["hold 1", "a", "hold 2", "b"],
+    "packets after a held reply were not handled",
+  );
+  assert.deepEqual(socket.written, [], "a reply left before the held one before it");
+  answer(c, held[1]!, "H2");
+  await turn();
+  assert.deepEqual(socket.written, [], "the second held reply left before the first");
+  answer(c, held[0]!, "H1");
+  await turn();
+  assert.deepEqual(parsed(socket.written), ["H1", "a", "H2", "b"]);
+  // Nothing held: replies go straight out again.
+  socket.feed(echoes("c"));
+  await turn();
+  assert.deepEqual(parsed(socket.written), ["H1", "a", "H2", "b", "c"]);
+  c.close();
+  socket.close();
+  assert.equal(await running, undefined);
+});
+
+Deno.test("connection: with MAX_HELD_REPLIES held it stops reading, and reads again once half are sent", async () => {
+  const socket = new FeedSocket();
+  const { c, handled, held } = echoConnection(socket);
+  const running = c.run();
+  const texts = Array.from({ length: MAX_HELD_REPLIES + 10 }, (_, i) => `hold ${i}`);
+  socket.feed(echoes(...texts));
+  for (let i = 0; i < 5; i++) await turn();
+  assert.equal(handled.length, MAX_HELD_REPLIES, "it went on reading past the limit");
+  // Sending fewer than half keeps it stopped; half lets it go on.
+  for (let i = 0; i < MAX_HELD_REPLIES / 2 - 1; i++) answer(c, held[i]!, `H${i}`);
+  await turn();
+  assert.equal(handled.length, MAX_HELD_REPLIES);
+  answer(c, held[MAX_HELD_REPLIES / 2 - 1]!, `H${MAX_HELD_REPLIES / 2 - 1}`);
+  await turn();
+  assert.equal(handled.length, MAX_HELD_REPLIES + 10);
+  for (let i = MAX_HELD_REPLIES / 2; i < held.length; i++) answer(c, held[i]!, `H${i}`);
+  await turn();
+  assert.deepEqual(parsed(socket.written), texts.map((_, i) => `H${i}`));
+  c.close();
+  socket.close();
+  await running;
+});
+
+Deno.test("connection: abort drops held replies and what waits behind them; a late release writes nothing", async () => {
+  const socket = new FeedSocket();
+  const { c, held } = echoConnection(socket);
+  const running = c.run();
+  socket.feed(echoes("hold 1", "a"));
+  await turn();
+  c.abort();
+  answer(c, held[0]!, "H1");
+  await turn();
+  assert.deepEqual(socket.written, []);
+  socket.close();
+  await running;
 });

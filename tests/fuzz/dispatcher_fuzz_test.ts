@@ -47,6 +47,7 @@ import { PacketFramer } from "../../src/protocol/packet_framer.ts";
 import { PacketType as T } from "../../src/protocol/packet_type.ts";
 import { PacketWriter } from "../../src/protocol/packet_writer.ts";
 import { ProtocolError } from "../../src/protocol/protocol_error.ts";
+import { HeldReplies, type HeldReply } from "../../src/transport/held_replies.ts";
 
 const SEED = 42;
 
@@ -115,8 +116,15 @@ class FakeConn implements PeerConnection {
   constructor(n: number) {
     this.remote = `127.0.0.1:${40000 + n}`;
   }
+  readonly replies = new HeldReplies();
   out(): PacketWriter {
-    return this.writer;
+    return this.replies.tail ?? this.writer;
+  }
+  holdReply(): HeldReply {
+    return this.replies.hold();
+  }
+  releaseReply(held: HeldReply): void {
+    this.replies.release(held, () => this.writer);
   }
   close(): void {
     this.closed = true;

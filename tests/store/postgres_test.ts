@@ -21,6 +21,7 @@ import {
 } from "./_gearman.ts";
 import { postgresBin, startPostgres, type TempPostgres } from "../_postgres.ts";
 import { serve } from "../../server.ts";
+import postgres from "postgres";
 import { PostgresJobStore } from "../../postgres.ts";
 import { MIGRATIONS } from "../../src/server/store/postgres_schema.ts";
 import type { StoredJob } from "../../src/server/store/job_store.ts";
@@ -293,6 +294,63 @@ Deno.test({
       await waitFor("the queue to empty", async () => await c.rows() === 0, 5000);
     } finally {
       if (!resumed) Deno.kill(a!.pid, "SIGCONT");
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres: a unique submit waiting for its commit holds only its reply: the connection's next packets are handled, their replies follow it in order",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2);
+    const ca = await c.connect(a!);
+    const cb = await c.connect(b!);
+    const [queued] = await submitBackground(cb, "uq", ["first"], () => "k-1");
+    const w = await c.worker(a!, "fg");
+    w.send("PRE_SLEEP");
+    await sync(w);
+    // Commits to the job table wait while this transaction holds a SHARE lock.
+    const db = postgres(c.url, { max: 1, onnotice: () => {} });
+    const locked = Promise.withResolvers<void>();
+    const unlock = Promise.withResolvers<void>();
+    const holder = db.begin(async (tx) => {
+      await tx`LOCK TABLE gearman_jobs IN SHARE MODE`;
+      locked.resolve();
+      await unlock.promise;
+    });
+    try {
+      await locked.promise;
+      ca.send("SUBMIT_JOB_BG", "uq", "k-1", "second"); // coalesces with b's job
+      ca.send("SUBMIT_JOB_BG", "uq", "k-2", "third");
+      ca.send("SUBMIT_JOB", "fg", "", "now"); // a foreground job: in memory, no commit
+      ca.send("ECHO_REQ", "after");
+      // The foreground job reaches the worker while the unique commits wait.
+      await expectPacket(w, "NOOP", 2000);
+      const job = await grabOne(w);
+      assert.equal(job.data, "now");
+      w.send("WORK_COMPLETE", job.handle, "done");
+      await sync(w);
+      assert.ok(
+        await ca.silentFor(100),
+        "a reply left before the JOB_CREATED of the unique submit waiting for its commit",
+      );
+      unlock.resolve();
+      await holder;
+      const [h1] = await expectPacket(ca, "JOB_CREATED", 10_000);
+      const [h2] = await expectPacket(ca, "JOB_CREATED");
+      const [h3] = await expectPacket(ca, "JOB_CREATED");
+      assert.deepEqual(await expectPacket(ca, "ECHO_RES"), ["after"]);
+      assert.deepEqual(await expectPacket(ca, "WORK_COMPLETE"), [job.handle, "done"]);
+      assert.equal(h1, queued, "the submit got the handle of the job b queued");
+      assert.notEqual(h2, queued);
+      assert.equal(h3, job.handle);
+      assert.equal(await c.rows(), 2);
+    } finally {
+      unlock.resolve();
+      await holder.catch(() => {});
+      await db.end();
     }
   },
 });
