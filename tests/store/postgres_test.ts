@@ -894,6 +894,68 @@ Deno.test({
 
 Deno.test({
   name:
+    "postgres: the unique submits of one commit go in one statement: repeats share a handle, and a key another server commits meanwhile is read again, each submit getting its own answer",
+  ignore,
+  async fn() {
+    const url = await freshDatabase();
+    const store = await PostgresJobStore.open(url, { name: "uniques" });
+    const db = postgres(url, { max: 2, onnotice: () => {} });
+    const inserted = Promise.withResolvers<void>();
+    const commitIt = Promise.withResolvers<void>();
+    // Another server's commit of "raced", in flight: the store's insert waits for it.
+    const other = db.begin(async (tx) => {
+      await tx`INSERT INTO gearman_jobs (id, function, uniq, ukey, data, priority)
+        VALUES (4242, 'u', 'raced', 'raced', 'other server', 1)`;
+      inserted.resolve();
+      await commitIt.promise;
+    });
+    try {
+      await inserted.promise;
+      const submit = (unique: string, data: string) =>
+        store.enqueueUnique(storedJob(store.nextHandle(), "u", unique, data));
+      const answers = [
+        submit("raced", "mine"),
+        submit("fresh", "first"),
+        submit("fresh", "repeat"),
+        submit("other", "alone"),
+      ];
+      const committed = store.commit();
+      // The commit's statement started and waits on the row in flight; its
+      // snapshot does not have that row once committed, so the key is read again.
+      await waitFor(
+        "the commit to wait for the other transaction",
+        async () =>
+          (await db`SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query LIKE '%ON CONFLICT%'`)[0]!.n === 1,
+        5000,
+      );
+      commitIt.resolve();
+      await other;
+      await committed;
+      const [raced, fresh, repeat, alone] = await Promise.all(answers);
+      assert.equal(raced, 4242, "the submit got the job the other server committed");
+      assert.equal(repeat, fresh, "a repeat in the same commit got the first one's handle");
+      assert.notEqual(alone, fresh);
+      const rows = await db`SELECT id, data FROM gearman_jobs ORDER BY id`;
+      assert.deepEqual(
+        rows.map((r) => [Number(r.id), new TextDecoder().decode(r.data)]).sort((a, b) =>
+          (a[0] as number) - (b[0] as number)
+        ),
+        [[fresh!, "first"], [alone!, "alone"], [4242, "other server"]].sort((a, b) =>
+          (a[0] as number) - (b[0] as number)
+        ),
+      );
+    } finally {
+      commitIt.resolve();
+      await other.catch(() => {});
+      await db.end();
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "postgres: jobs held by servers that are not in the cluster are given back after two heartbeats; a live server's are kept",
   ignore,
   async fn() {

@@ -152,11 +152,10 @@ class RowBatch {
     return this.#size;
   }
 
-  add(j: StoredJob, owner: number): void {
+  add(j: StoredJob, owner: number, key = coalescingKey(j.unique, j.data)): void {
     this.ids.push(j.handle);
     this.fns.push(j.function);
     this.#bytes(j.unique, this.uo, this.ul);
-    const key = coalescingKey(j.unique, j.data);
     if (key !== undefined) this.#keyed++;
     this.#bytes(key, this.ko, this.kl);
     this.#bytes(j.data, this.dof, this.dl);
@@ -222,6 +221,39 @@ class RowBatch {
         ${this.cron}::text[], ${this.retries}::int4[], ${this.owner}::int8[])
         AS i(id, fn, uo, ul, ko, kl, dof, dl, ro, rl, p, r, c, t, o)
       ${onConflict}`.execute();
+  }
+
+  /**
+   * Insert rows that all have a coalescing key, in one statement; a row
+   * whose key is taken is skipped. Gives, for each row (by its 1-based
+   * position `n`), the id of the job holding its key: its own, that of an
+   * earlier row of the batch, or that of a job already queued; `null` when
+   * that job was committed after this statement began (try again).
+   */
+  insertKeyed(tx: Tx): Promise<{ n: number; held: number | null }[]> {
+    const blob = this.blob();
+    return tx<{ n: number; held: number | null }[]>`
+      WITH b AS (SELECT ${blob}::bytea AS b),
+      i AS (
+        SELECT u.*, substring(b.b FROM u.ko FOR u.kl) AS k
+        FROM b, unnest(${this.ids}::int8[], ${this.fns}::text[], ${this.uo}::int4[], ${this.ul}::int4[],
+          ${this.ko}::int4[], ${this.kl}::int4[], ${this.dof}::int4[], ${this.dl}::int4[], ${this.ro}::int4[],
+          ${this.rl}::int4[], ${this.pri}::int2[], ${this.runAt}::int8[], ${this.cron}::text[],
+          ${this.retries}::int4[])
+          WITH ORDINALITY AS u(id, fn, uo, ul, ko, kl, dof, dl, ro, rl, p, r, c, t, n)
+      ),
+      ins AS (
+        INSERT INTO gearman_jobs (id, function, uniq, ukey, data, priority, run_at, cron, retries, reducer)
+        SELECT i.id, i.fn, substring(b.b FROM i.uo FOR i.ul), i.k, substring(b.b FROM i.dof FOR i.dl),
+          i.p, i.r, i.c, i.t, CASE WHEN i.rl < 0 THEN NULL ELSE substring(b.b FROM i.ro FOR i.rl) END
+        FROM b, i ORDER BY i.n
+        ON CONFLICT (function, ukey) WHERE ukey IS NOT NULL DO NOTHING
+        RETURNING id, function, ukey
+      )
+      SELECT i.n::int4 AS n, COALESCE(ins.id, j.id) AS held
+      FROM i
+      LEFT JOIN ins ON ins.function = i.fn AND ins.ukey = i.k
+      LEFT JOIN gearman_jobs j ON j.function = i.fn AND j.ukey = i.k`;
   }
 }
 
@@ -785,9 +817,9 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
           q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${keyedRemoves}::int8[])`.execute());
         }
         for (const b of batches) q.push(b.insert(tx));
-        for (const u of uniques) {
-          q.push(insertUnique(tx, u).then((h) => handles.push(h)));
-          notify.add(u.job.function);
+        if (uniques.length > 0) {
+          q.push(insertUniques(tx, uniques).then((h) => handles.push(...h)));
+          for (const u of uniques) notify.add(u.job.function);
         }
         // Once per failure (job handle, time, retries): a commit that timed
         // out gives its dead letters back to the next commit, and may still
@@ -1202,30 +1234,32 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
 }
 
 /**
- * Insert a job with a unique id unless a job with that key exists; the
- * handle of whichever holds the key. A key inserted by a transaction that
- * commits meanwhile is not in this statement's snapshot: then try again.
+ * Queue jobs with unique ids, in one statement: for each, the handle of
+ * the job that holds its key in the cluster (itself, or the job it
+ * coalesced with). A key whose job was committed by another server after
+ * the statement began is tried again (a new statement sees it).
  */
-async function insertUnique(tx: Tx, u: UniqueSubmit): Promise<number> {
-  const j = u.job;
-  const reducer = j.reducer !== undefined && j.reducer.length > 0 ? j.reducer : null;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const rows = await tx`
-      WITH ins AS (
-        INSERT INTO gearman_jobs (id, function, uniq, ukey, data, priority, run_at, cron, retries, reducer)
-        VALUES (${j.handle}, ${j.function}, ${j.unique}, ${u.key}, ${j.data}, ${j.priority},
-          ${j.runAt}, ${j.cron}, ${j.retries}, ${reducer})
-        ON CONFLICT DO NOTHING RETURNING id
-      )
-      SELECT id FROM ins
-      UNION ALL
-      SELECT id FROM gearman_jobs WHERE function = ${j.function} AND ukey = ${u.key}
-      LIMIT 1`;
-    if (rows.length > 0) return rows[0]!.id as number;
+async function insertUniques(tx: Tx, uniques: UniqueSubmit[]): Promise<number[]> {
+  const held: number[] = new Array(uniques.length);
+  let todo = uniques.map((_, i) => i);
+  for (let attempt = 0; attempt < 5 && todo.length > 0; attempt++) {
+    const batch = new RowBatch();
+    for (const i of todo) batch.add(uniques[i]!.job, 0, uniques[i]!.key);
+    const again: number[] = [];
+    for (const row of await batch.insertKeyed(tx)) {
+      const i = todo[row.n - 1]!;
+      if (row.held === null) again.push(i);
+      else held[i] = row.held;
+    }
+    todo = again;
   }
-  throw new StoreError(
-    `Cannot queue job with unique id for ${j.function}: the key kept changing hands; retry the submit`,
-  );
+  if (todo.length > 0) {
+    const fn = uniques[todo[0]!]!.job.function;
+    throw new StoreError(
+      `Cannot queue job with unique id for ${fn}: the key kept changing hands; retry the submit`,
+    );
+  }
+  return held;
 }
 
 /** Create or migrate the tables, one server at a time. */
