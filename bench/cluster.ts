@@ -1,15 +1,18 @@
 // The `cluster` scenario of `deno task bench`: our servers on one
 // PostgreSQL (`--store postgres://...`), 1 and then 3 of them.
 //
-// For each cluster size: background submits spread over the servers (one
-// load process per server), then a drain by workers spread over the servers
-// (one load process per server, all sharing one total: the driver stops them
-// when the sum of their PROGRESS counts reaches it), and, with more than one
-// server, the wake-up latency from a submit on one server to the NOOP a
-// sleeping worker on another gets. PostgreSQL is Debian's, started in a temp
-// dir on a free loopback port (tests/_postgres.ts); gearmand has no
-// equivalent, so there is no ratio to it: the 3-server rows are compared
-// with the 1-server rows.
+// For each cluster size: background submits spread over the servers, then
+// a quarter as many with a unique id each (coalescing is checked in the
+// database, cluster-wide), then a drain by workers spread over the servers
+// (all sharing one total: the driver stops them when the sum of their
+// PROGRESS counts reaches it), and, with more than one server, the wake-up
+// latency from a submit on one server to the NOOP a sleeping worker on
+// another gets. The load is the same whatever the cluster's size (LOADS
+// processes of 4 connections each, given to the servers in turn), so the
+// 1- and 3-server rows differ only in the servers. PostgreSQL is Debian's,
+// started in a temp dir on a free loopback port (tests/_postgres.ts);
+// gearmand has no equivalent, so there is no ratio to it: the 3-server rows
+// are compared with the 1-server rows.
 
 import { Histogram, type LoadConfig, type LoadResult, type Progress } from "./_shared.ts";
 import { postgresBin, startPostgres, type TempPostgres } from "../tests/_postgres.ts";
@@ -34,12 +37,16 @@ export interface ClusterProc {
 
 /** One measured row. */
 export interface ClusterRow {
-  phase: "submit" | "drain" | "wake";
+  phase: "submit" | "unique" | "drain" | "wake";
   servers: number;
   jobs: number;
   rate?: number;
   p50Ms?: number;
   p99Ms?: number;
+  /** Share of the machine's CPUs busy (all processes) while the jobs ran, 0-1. */
+  cpuBusy?: number;
+  /** CPU time (all processes: PostgreSQL, servers, load) per job, in microseconds. */
+  cpuUsPerJob?: number;
   status: "ok" | "error" | "skipped";
   message?: string;
 }
@@ -49,6 +56,8 @@ const LOAD_SCRIPT = new URL("./load_process.ts", import.meta.url).pathname;
 const HOST = "127.0.0.1";
 const FN = "pgbench";
 const WAKES = 200;
+/** Load processes (4 connections each) in every phase, whatever the number of servers. */
+const LOADS = 3;
 
 async function startServers(
   deps: ClusterDeps,
@@ -99,26 +108,60 @@ async function spawnLoads(
   return procs;
 }
 
+/** The machine's CPU time so far (Linux /proc/stat, in clock ticks), or undefined elsewhere. */
+interface CpuSample {
+  busy: number;
+  total: number;
+}
+
+function cpuSample(): CpuSample | undefined {
+  try {
+    const first = Deno.readTextFileSync("/proc/stat").split("\n", 1)[0]!;
+    const ticks = first.trim().split(/\s+/).slice(1, 9).map(Number);
+    const idle = ticks[3]! + ticks[4]!; // idle + iowait
+    const total = ticks.reduce((a, b) => a + b, 0);
+    return { busy: total - idle, total };
+  } catch {
+    return undefined;
+  }
+}
+
+/** How busy the machine was between two samples, and its CPU time per job. */
+function cpuFigures(
+  from: CpuSample | undefined,
+  jobs: number,
+): Pick<ClusterRow, "cpuBusy" | "cpuUsPerJob"> {
+  const to = cpuSample();
+  if (from === undefined || to === undefined || to.total === from.total || jobs === 0) return {};
+  const busy = to.busy - from.busy;
+  // Ticks are 1/100 s (USER_HZ) on Linux.
+  return { cpuBusy: busy / (to.total - from.total), cpuUsPerJob: (busy * 10_000) / jobs };
+}
+
 async function results(procs: ClusterProc[], dl: unknown): Promise<LoadResult[]> {
   const lines = await Promise.all(procs.map((p) => p.expect("RESULT", dl)));
   return lines.map((l) => JSON.parse(l) as LoadResult);
 }
 
-/** Submit `jobs` background jobs spread over the servers; the rate at JOB_CREATED. */
+/**
+ * Submit `jobs` background jobs spread over the servers (with `unique`,
+ * each with its own unique id); the rate at JOB_CREATED.
+ */
 async function submitPhase(
   deps: ClusterDeps,
   ports: number[],
   jobs: number,
   dl: unknown,
   maxMs: number,
+  unique = false,
 ): Promise<ClusterRow> {
-  const share = (i: number) => Math.floor(jobs / ports.length) + (i < jobs % ports.length ? 1 : 0);
+  const share = (i: number) => Math.floor(jobs / LOADS) + (i < jobs % LOADS ? 1 : 0);
   const loads = await spawnLoads(
     deps,
-    ports.map((port, i) => ({
+    Array.from({ length: LOADS }, (_, i) => ({
       role: "submit",
       host: HOST,
-      port,
+      port: ports[i % ports.length]!,
       connections: 4,
       maxMs,
       fn: FN,
@@ -126,25 +169,29 @@ async function submitPhase(
       jobs: share(i),
       inflight: 64,
       payload: 64,
+      ...(unique ? { uniquePrefix: `s${i}c` } : {}),
     })),
     dl,
   );
   try {
+    const cpu0 = cpuSample();
     for (const l of loads) l.send("GO");
     const res = await results(loads, dl);
     const done = res.reduce((n, r) => n + r.count, 0);
+    const cpu = cpuFigures(cpu0, done);
     const t0 = Math.min(...res.map((r) => r.goAt));
     const t1 = Math.max(...res.map((r) => r.doneAt));
     const hist = new Histogram();
     for (const r of res) hist.addPairs(r.hist);
     const ms = (us: number | undefined) => us === undefined ? undefined : us / 1000;
     return {
-      phase: "submit",
+      phase: unique ? "unique" : "submit",
       servers: ports.length,
       jobs: done,
       rate: done / ((t1 - t0) / 1000),
       ...optional("p50Ms", ms(hist.quantileUs(0.5))),
       ...optional("p99Ms", ms(hist.quantileUs(0.99))),
+      ...cpu,
       status: done === jobs ? "ok" : "error",
       ...(done === jobs ? {} : { message: `${done} of ${jobs} acknowledged` }),
     };
@@ -167,10 +214,10 @@ async function drainPhase(
 ): Promise<ClusterRow> {
   const loads = await spawnLoads(
     deps,
-    ports.map((port) => ({
+    Array.from({ length: LOADS }, (_, i) => ({
       role: "worker",
       host: HOST,
-      port,
+      port: ports[i % ports.length]!,
       connections: 4,
       maxMs,
       progressMs: 50,
@@ -182,13 +229,16 @@ async function drainPhase(
     dl,
   );
   try {
+    const cpu0 = cpuSample();
     for (const l of loads) l.send("GO");
     const deadline = Date.now() + maxMs;
     const latest = (p: ClusterProc) => p.progress.at(-1)?.count ?? 0;
-    while (loads.reduce((n, l) => n + latest(l), 0) < jobs) {
+    let ran = 0;
+    while ((ran = loads.reduce((n, l) => n + latest(l), 0)) < jobs) {
       if (Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 20));
     }
+    const cpu = cpuFigures(cpu0, ran);
     for (const l of loads) l.send("STOP");
     const res = await results(loads, dl);
     const done = res.reduce((n, r) => n + r.count, 0);
@@ -199,6 +249,7 @@ async function drainPhase(
       servers: ports.length,
       jobs: done,
       rate: done / ((t1 - t0) / 1000),
+      ...cpu,
       status: done >= jobs ? "ok" : "error",
       ...(done >= jobs ? {} : { message: `${done} of ${jobs} run in time` }),
     };
@@ -275,15 +326,18 @@ export async function runClusterBench(
       try {
         const started = await startServers(deps, url, n, dl);
         servers = started.procs;
-        for (const phase of ["submit", "drain", "wake"] as const) {
+        const uniqueJobs = Math.round(options.jobs / 4);
+        for (const phase of ["submit", "unique", "drain", "wake"] as const) {
           if (phase === "wake" && n === 1) continue;
           const t0 = performance.now();
           let row: ClusterRow;
           try {
             row = phase === "submit"
               ? await submitPhase(deps, started.ports, options.jobs, dl, maxMs)
+              : phase === "unique"
+              ? await submitPhase(deps, started.ports, uniqueJobs, dl, maxMs, true)
               : phase === "drain"
-              ? await drainPhase(deps, started.ports, options.jobs, dl, maxMs)
+              ? await drainPhase(deps, started.ports, options.jobs + uniqueJobs, dl, maxMs)
               : await wakePhase(started.ports);
           } catch (err) {
             row = { phase, servers: n, jobs: 0, status: "error", message: (err as Error).message };
@@ -331,18 +385,26 @@ function describeRow(r: ClusterRow): string {
   }
   return `${nf.format(r.rate!)} jobs/s (${nf.format(r.jobs)} jobs)${
     r.p50Ms !== undefined ? `  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms!.toFixed(2)} ms` : ""
-  }`;
+  }${cpuText(r)}`;
+}
+
+function cpuText(r: ClusterRow): string {
+  return r.cpuBusy === undefined
+    ? ""
+    : `  CPUs ${(r.cpuBusy * 100).toFixed(0)}% busy, ${r.cpuUsPerJob!.toFixed(1)} µs CPU/job`;
 }
 
 /** The rows as a markdown table, with the 3-server/1-server ratios. */
 export function clusterTable(rows: ClusterRow[]): string {
   const lines = [
-    "| phase | servers | jobs | jobs/s | p50 | p99 | 3 servers / 1 server |",
-    "|---|---:|---:|---:|---:|---:|---:|",
+    "| phase | servers | jobs | jobs/s | p50 | p99 | CPUs busy | CPU per job | 3 servers / 1 server |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const r of rows) {
     if (r.status !== "ok") {
-      lines.push(`| ${r.phase} | ${r.servers} | | ${r.status.toUpperCase()}: ${r.message} | | | |`);
+      lines.push(
+        `| ${r.phase} | ${r.servers} | | ${r.status.toUpperCase()}: ${r.message} | | | | | |`,
+      );
       continue;
     }
     const one = rows.find((o) => o.phase === r.phase && o.servers === 1 && o.status === "ok");
@@ -351,11 +413,17 @@ export function clusterTable(rows: ClusterRow[]): string {
       : "";
     lines.push(
       `| ${
-        r.phase === "wake" ? "wake (submit on one server to NOOP on another)" : r.phase
+        r.phase === "wake"
+          ? "wake (submit on one server to NOOP on another)"
+          : r.phase === "unique"
+          ? "submit, each with a unique id"
+          : r.phase
       } | ${r.servers} | ${nf.format(r.jobs)} | ${
         r.rate !== undefined ? nf.format(r.rate) : ""
       } | ${r.p50Ms !== undefined ? `${r.p50Ms.toFixed(2)} ms` : ""} | ${
         r.p99Ms !== undefined ? `${r.p99Ms.toFixed(2)} ms` : ""
+      } | ${r.cpuBusy !== undefined ? `${(r.cpuBusy * 100).toFixed(0)}%` : ""} | ${
+        r.cpuUsPerJob !== undefined ? `${r.cpuUsPerJob.toFixed(1)} µs` : ""
       } | ${scale} |`,
     );
   }

@@ -1809,8 +1809,8 @@ async function main(): Promise<number> {
   const table = markdownTable(rows, servers);
   const clusterSection = clusterRows.length === 0 ? "" : "### Postgres cluster (`cluster`)\n\n" +
     "Ours only (gearmand has no shared queue): 1, then 3 servers on one PostgreSQL " +
-    "(Debian's, default settings, fsync on), background submits and a drain spread over the " +
-    "servers, and the time from a submit on one server to the NOOP a sleeping worker on " +
+    "(Debian's, default settings, fsync on), background submits (then a quarter as many, each " +
+    "with a unique id) and a drain spread over the servers, and the time from a submit on one server to the NOOP a sleeping worker on " +
     "another gets.\n\n" + clusterTable(clusterRows);
   // The drain ratios as a list; the cluster section (a heading and a table) as it is.
   const drains = drainSummary(rows);
