@@ -17,6 +17,7 @@
 import { Histogram, type LoadConfig, type LoadResult, type Progress } from "./_shared.ts";
 import { postgresBin, startPostgres, type TempPostgres } from "../tests/_postgres.ts";
 import { PacketClient } from "../src/client/packet_client.ts";
+import { CpuLimit } from "./cpu_limit.ts";
 
 /** What the driver lends this scenario: its child process and deadline types. */
 export interface ClusterDeps {
@@ -43,6 +44,8 @@ export interface ClusterRow {
   rate?: number;
   p50Ms?: number;
   p99Ms?: number;
+  /** Each server was held to this many CPUs (a cgroup quota); none: the whole machine. */
+  cpuLimit?: number;
   /** Share of the machine's CPUs busy (all processes) while the jobs ran, 0-1. */
   cpuBusy?: number;
   /** CPU time (all processes: PostgreSQL, servers, load) per job, in microseconds. */
@@ -301,13 +304,23 @@ async function wakePhase(ports: number[]): Promise<ClusterRow> {
   };
 }
 
+/** One cluster to measure: its size, and the CPU budget of each server (none: the whole machine). */
+interface ClusterSetup {
+  servers: number;
+  cpuLimit?: number;
+}
+
 /**
- * Run the cluster scenario: 1 and 3 servers on a fresh PostgreSQL.
- * Returns its rows (errors as rows) and prints progress.
+ * Run the cluster scenario on a fresh PostgreSQL: 1 and 3 servers, then
+ * (if `cpuLimit` is given and the machine allows) 1 and 3 servers each held
+ * to that many CPUs, as if each had a small machine of its own: on a small
+ * machine, the uncapped servers share its CPUs with PostgreSQL and the load,
+ * so adding servers cannot show what they add. Returns its rows (errors as
+ * rows) and prints progress.
  */
 export async function runClusterBench(
   deps: ClusterDeps,
-  options: { jobs: number; timeoutS: number },
+  options: { jobs: number; timeoutS: number; cpuLimit?: number },
 ): Promise<ClusterRow[]> {
   const rows: ClusterRow[] = [];
   if (postgresBin() === undefined) {
@@ -315,51 +328,18 @@ export async function runClusterBench(
     console.log(`  cluster: SKIPPED: ${message}`);
     return [{ phase: "submit", servers: 0, jobs: 0, status: "skipped", message }];
   }
+  const setups: ClusterSetup[] = [{ servers: 1 }, { servers: 3 }];
+  if (options.cpuLimit !== undefined) {
+    setups.push({ servers: 1, cpuLimit: options.cpuLimit }, {
+      servers: 3,
+      cpuLimit: options.cpuLimit,
+    });
+  }
   let pg: TempPostgres | undefined;
   try {
     pg = await startPostgres();
-    for (const n of [1, 3]) {
-      const url = await pg.createDatabase(`gearman_bench_${n}`);
-      const dl = deps.deadline(options.timeoutS);
-      const maxMs = options.timeoutS * 1000;
-      let servers: ClusterProc[] = [];
-      try {
-        const started = await startServers(deps, url, n, dl);
-        servers = started.procs;
-        const uniqueJobs = Math.round(options.jobs / 4);
-        for (const phase of ["submit", "unique", "drain", "wake"] as const) {
-          if (phase === "wake" && n === 1) continue;
-          const t0 = performance.now();
-          let row: ClusterRow;
-          try {
-            row = phase === "submit"
-              ? await submitPhase(deps, started.ports, options.jobs, dl, maxMs)
-              : phase === "unique"
-              ? await submitPhase(deps, started.ports, uniqueJobs, dl, maxMs, true)
-              : phase === "drain"
-              ? await drainPhase(deps, started.ports, options.jobs + uniqueJobs, dl, maxMs)
-              : await wakePhase(started.ports);
-          } catch (err) {
-            row = { phase, servers: n, jobs: 0, status: "error", message: (err as Error).message };
-          }
-          rows.push(row);
-          console.log(
-            `  cluster-${phase.padEnd(10)} ${n} server(s)  ${describeRow(row)}  [${
-              ((performance.now() - t0) / 1000).toFixed(1)
-            } s]`,
-          );
-        }
-      } finally {
-        if (Deno.env.get("BENCH_DENO_FLAGS")?.includes("--cpu-prof")) {
-          // A profile is written only at a clean exit: SIGINT (the server drains and exits).
-          for (const s of servers) {
-            try {
-              Deno.kill(s.pid, "SIGINT");
-            } catch { /* already gone */ }
-          }
-        }
-        await Promise.all(servers.map((s) => s.stop(3000)));
-      }
+    for (const [i, setup] of setups.entries()) {
+      rows.push(...await runSetup(deps, pg, `gearman_bench_${i}`, setup, options));
     }
   } catch (err) {
     rows.push({
@@ -372,6 +352,84 @@ export async function runClusterBench(
     console.log(`  cluster: ERROR: ${(err as Error).message}`);
   } finally {
     await pg?.stop();
+  }
+  return rows;
+}
+
+/**
+ * One cluster: submits, unique submits, a drain and (with several servers)
+ * wake-ups; capped clusters submit half the jobs and drain them (a quarter
+ * of a CPU drains a few thousand jobs a second).
+ */
+async function runSetup(
+  deps: ClusterDeps,
+  pg: TempPostgres,
+  database: string,
+  setup: ClusterSetup,
+  options: { jobs: number; timeoutS: number },
+): Promise<ClusterRow[]> {
+  const n = setup.servers;
+  const capped = setup.cpuLimit !== undefined;
+  const label = capped ? `${n} server(s) x ${setup.cpuLimit} CPU` : `${n} server(s)`;
+  const tag = (row: ClusterRow): ClusterRow => capped ? { ...row, cpuLimit: setup.cpuLimit! } : row;
+  const limits: CpuLimit[] = [];
+  for (let i = 0; capped && i < n; i++) {
+    const limit = CpuLimit.create(`gearman-bench-${Deno.pid}-${i}`, setup.cpuLimit!);
+    if (typeof limit === "string") {
+      for (const l of limits) l.remove();
+      console.log(`  cluster ${label}: SKIPPED: ${limit}`);
+      return [tag({ phase: "submit", servers: n, jobs: 0, status: "skipped", message: limit })];
+    }
+    limits.push(limit);
+  }
+  const url = await pg.createDatabase(database);
+  const dl = deps.deadline(options.timeoutS);
+  const maxMs = options.timeoutS * 1000;
+  const jobs = capped ? Math.round(options.jobs / 2) : options.jobs;
+  const uniqueJobs = capped ? 0 : Math.round(jobs / 4);
+  const phases = capped
+    ? ["submit", "drain"] as const
+    : n === 1
+    ? ["submit", "unique", "drain"] as const
+    : ["submit", "unique", "drain", "wake"] as const;
+  const rows: ClusterRow[] = [];
+  let servers: ClusterProc[] = [];
+  try {
+    const started = await startServers(deps, url, n, dl);
+    servers = started.procs;
+    servers.forEach((s, i) => limits[i]?.add(s.pid));
+    for (const phase of phases) {
+      const t0 = performance.now();
+      let row: ClusterRow;
+      try {
+        row = phase === "submit"
+          ? await submitPhase(deps, started.ports, jobs, dl, maxMs)
+          : phase === "unique"
+          ? await submitPhase(deps, started.ports, uniqueJobs, dl, maxMs, true)
+          : phase === "drain"
+          ? await drainPhase(deps, started.ports, jobs + uniqueJobs, dl, maxMs)
+          : await wakePhase(started.ports);
+      } catch (err) {
+        row = { phase, servers: n, jobs: 0, status: "error", message: (err as Error).message };
+      }
+      rows.push(tag(row));
+      console.log(
+        `  cluster-${phase.padEnd(10)} ${label}  ${describeRow(row)}  [${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        } s]`,
+      );
+    }
+  } finally {
+    if (Deno.env.get("BENCH_DENO_FLAGS")?.includes("--cpu-prof")) {
+      // A profile is written only at a clean exit: SIGINT (the server drains and exits).
+      for (const s of servers) {
+        try {
+          Deno.kill(s.pid, "SIGINT");
+        } catch { /* already gone */ }
+      }
+    }
+    await Promise.all(servers.map((s) => s.stop(3000)));
+    for (const l of limits) l.remove();
   }
   return rows;
 }
@@ -394,6 +452,10 @@ function cpuText(r: ClusterRow): string {
     : `  CPUs ${(r.cpuBusy * 100).toFixed(0)}% busy, ${r.cpuUsPerJob!.toFixed(1)} µs CPU/job`;
 }
 
+function serversText(r: ClusterRow): string {
+  return r.cpuLimit === undefined ? String(r.servers) : `${r.servers}, ${r.cpuLimit} CPU each`;
+}
+
 /** The rows as a markdown table, with the 3-server/1-server ratios. */
 export function clusterTable(rows: ClusterRow[]): string {
   const lines = [
@@ -403,11 +465,13 @@ export function clusterTable(rows: ClusterRow[]): string {
   for (const r of rows) {
     if (r.status !== "ok") {
       lines.push(
-        `| ${r.phase} | ${r.servers} | | ${r.status.toUpperCase()}: ${r.message} | | | | | |`,
+        `| ${r.phase} | ${serversText(r)} | | ${r.status.toUpperCase()}: ${r.message} | | | | | |`,
       );
       continue;
     }
-    const one = rows.find((o) => o.phase === r.phase && o.servers === 1 && o.status === "ok");
+    const one = rows.find((o) =>
+      o.phase === r.phase && o.servers === 1 && o.cpuLimit === r.cpuLimit && o.status === "ok"
+    );
     const scale = r.servers === 3 && one?.rate && r.rate
       ? `${(r.rate / one.rate).toFixed(2)}x`
       : "";
@@ -418,7 +482,7 @@ export function clusterTable(rows: ClusterRow[]): string {
           : r.phase === "unique"
           ? "submit, each with a unique id"
           : r.phase
-      } | ${r.servers} | ${nf.format(r.jobs)} | ${
+      } | ${serversText(r)} | ${nf.format(r.jobs)} | ${
         r.rate !== undefined ? nf.format(r.rate) : ""
       } | ${r.p50Ms !== undefined ? `${r.p50Ms.toFixed(2)} ms` : ""} | ${
         r.p99Ms !== undefined ? `${r.p99Ms.toFixed(2)} ms` : ""

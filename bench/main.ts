@@ -1803,15 +1803,22 @@ async function main(): Promise<number> {
     }, {
       jobs: Math.max(2000, Math.round(opts.sizes.durable / 5)),
       timeoutS: opts.timeoutS.cluster,
+      // Servers held to a quarter of a CPU each, as if each had a small machine of its own.
+      ...(opts.quick ? {} : { cpuLimit: 0.25 }),
     });
   }
   const totalS = (performance.now() - started) / 1000;
   const table = markdownTable(rows, servers);
   const clusterSection = clusterRows.length === 0 ? "" : "### Postgres cluster (`cluster`)\n\n" +
     "Ours only (gearmand has no shared queue): 1, then 3 servers on one PostgreSQL " +
-    "(Debian's, default settings, fsync on), background submits (then a quarter as many, each " +
-    "with a unique id) and a drain spread over the servers, and the time from a submit on one server to the NOOP a sleeping worker on " +
-    "another gets.\n\n" + clusterTable(clusterRows);
+    "(Debian's, default settings, fsync on), the same load for both (3 load processes of 4 " +
+    "connections): background submits (then a quarter as many, each with a unique id) and a " +
+    "drain spread over the servers, and the time from a submit on one server to the NOOP a " +
+    "sleeping worker on another gets. Then 1 and 3 servers each held to 0.25 CPU (a cgroup " +
+    "quota), as if each had a small machine of its own: uncapped, the servers share this " +
+    "machine's cores with PostgreSQL and the load, so a second and third server cannot show " +
+    "what they add. CPUs busy and CPU per job count every process (PostgreSQL, servers, " +
+    "load).\n\n" + clusterTable(clusterRows);
   // The drain ratios as a list; the cluster section (a heading and a table) as it is.
   const drains = drainSummary(rows);
   const summary = [
