@@ -51,7 +51,7 @@ export const DEFAULT_MAX_OUTBOX_BYTES: number = 8 * 1024 * 1024;
  * stops reading: a client pipelining unique submits to a cluster waits
  * here, not in the server's memory.
  */
-export const MAX_HELD_REPLIES = 1024;
+export const MAX_HELD_REPLIES: number = 1024;
 
 /**
  * What the read loop feeds: a framer that hands out its free space and

@@ -1028,7 +1028,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "postgres: a commit with more job data than one statement takes (3 x 20 MiB) is split, and every job comes back whole",
+    "postgres: a commit with more job data than one statement takes (3 x 20 MiB) is split, and every job comes back whole; unique submits too",
   ignore,
   async fn() {
     const url = await freshDatabase();
@@ -1055,6 +1055,21 @@ Deno.test({
       for (const [i, r] of rows.entries()) {
         assert.ok(r.data.every((b) => b === 97 + i), `job ${i} came back with other bytes`);
       }
+      // Unique submits too: two statements, the second seeing the first's rows.
+      const unique = (key: string, size: number) =>
+        store.enqueueUnique({
+          ...storedJob(store.nextHandle(), "big-unique", key, ""),
+          data: new Uint8Array(size).fill(120),
+        });
+      const answers = [unique("u1", sizes[0]!), unique("u2", sizes[1]!), unique("u1", 1)];
+      await store.commit();
+      const [u1, u2, again] = await Promise.all(answers);
+      assert.equal(again, u1, "the repeat in the second statement got the first job's handle");
+      const held = await store.claim("big-unique", 10);
+      assert.deepEqual(held.map((j) => [j.handle, j.data.length]), [[u1, sizes[0]], [
+        u2,
+        sizes[1],
+      ]]);
     } finally {
       await store.close();
     }

@@ -789,7 +789,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     this.#dead = [];
     this.#deadRemoves = [];
     this.#notify = new Set();
-    const handles: number[] = [];
+    let handles: number[] = [];
     // Commits run on several connections at once, so they are not ordered.
     // Unique submits and ends of unique jobs wait for the commits before
     // them (one may end, or add, the job holding that id); so does anything
@@ -818,7 +818,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
         }
         for (const b of batches) q.push(b.insert(tx));
         if (uniques.length > 0) {
-          q.push(insertUniques(tx, uniques).then((h) => handles.push(...h)));
+          q.push(insertUniques(tx, uniques).then((h) => handles = h));
           for (const u of uniques) notify.add(u.job.function);
         }
         // Once per failure (job handle, time, retries): a commit that timed
@@ -1243,13 +1243,22 @@ async function insertUniques(tx: Tx, uniques: UniqueSubmit[]): Promise<number[]>
   const held: number[] = new Array(uniques.length);
   let todo = uniques.map((_, i) => i);
   for (let attempt = 0; attempt < 5 && todo.length > 0; attempt++) {
-    const batch = new RowBatch();
-    for (const i of todo) batch.add(uniques[i]!.job, 0, uniques[i]!.key);
     const again: number[] = [];
-    for (const row of await batch.insertKeyed(tx)) {
-      const i = todo[row.n - 1]!;
-      if (row.held === null) again.push(i);
-      else held[i] = row.held;
+    // Statements of at most ROW_BATCH_BYTES of data (one job may be more);
+    // a later one sees the rows of those before it (same transaction).
+    for (let from = 0; from < todo.length;) {
+      const batch = new RowBatch();
+      const rows: number[] = [];
+      while (from < todo.length && (rows.length === 0 || batch.bytes < ROW_BATCH_BYTES)) {
+        const i = todo[from++]!;
+        batch.add(uniques[i]!.job, 0, uniques[i]!.key);
+        rows.push(i);
+      }
+      for (const row of await batch.insertKeyed(tx)) {
+        const i = rows[row.n - 1]!;
+        if (row.held === null) again.push(i);
+        else held[i] = row.held;
+      }
     }
     todo = again;
   }
