@@ -100,6 +100,12 @@ const STATIC: Record<string, { body: string; type: string }> = {
   "/favicon.ico": { body: FAVICON_SVG, type: "image/svg+xml" },
 };
 
+/** `respond()`, once a cluster's figures are current (at once without a cluster). */
+function afterFigures(s: ObservedServer, respond: () => Response): Response | Promise<Response> {
+  const refreshed = s.dispatcher.store.cluster?.currentFigures();
+  return refreshed === undefined ? respond() : refreshed.then(respond);
+}
+
 function text(body: string, status = 200, type = "text/plain; charset=utf-8"): Response {
   return new Response(body, { status, headers: { ...securityHeaders, "content-type": type } });
 }
@@ -401,7 +407,7 @@ export class HttpFrontEnd {
         return text(`not ready: ${why.join(", ")}\n`, 503);
       }
       case "/metrics":
-        return text(metricsText(s), 200, PROMETHEUS_CONTENT_TYPE);
+        return afterFigures(s, () => text(metricsText(s), 200, PROMETHEUS_CONTENT_TYPE));
     }
     const file = STATIC[path];
     if (file === undefined) return text("Not found\n", 404);
@@ -421,7 +427,7 @@ export class HttpFrontEnd {
     if (read) {
       switch (route) {
         case "status":
-          return json(apiStatus(s, this.#token !== undefined));
+          return afterFigures(s, () => json(apiStatus(s, this.#token !== undefined)));
         case "workers":
           return json(apiWorkers(s));
         case "history":

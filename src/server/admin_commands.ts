@@ -191,11 +191,11 @@ export class AdminCommands {
       case "workers":
         return this.#workers();
       case "status":
-        return this.#status();
+        return this.#withFigures(() => this.#status());
       case "cluster":
-        return this.#cluster();
+        return this.#withFigures(() => this.#cluster());
       case "prioritystatus":
-        return this.#priorityStatus();
+        return this.#withFigures(() => this.#priorityStatus());
       case "jobs":
         return this.#jobs();
       case "clients":
@@ -262,6 +262,12 @@ export class AdminCommands {
       out += "\n";
     }
     return out + ".\n";
+  }
+
+  /** `answer()`, once the cluster's figures are current (at once without a cluster). */
+  #withFigures(answer: () => string): string | Promise<string> {
+    const refreshed = this.#d.store.cluster?.currentFigures();
+    return refreshed === undefined ? answer() : refreshed.then(answer);
   }
 
   #status(): string {

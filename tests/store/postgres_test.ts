@@ -356,6 +356,34 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "postgres: status, prioritystatus and cluster on a server whose figures nobody asked for count the jobs another server just queued",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2);
+    const ca = await c.connect(a!);
+    await submitBackground(ca, "counted", ["1", "2", "3", "4", "5"]);
+    // B has not been asked for its figures since it started (before these jobs).
+    await new Promise((r) => setTimeout(r, 300));
+    await using admin = await adminOf(b!.port);
+    const status = await admin.status();
+    assert.deepEqual(status.find((f) => f.function === "counted"), {
+      function: "counted",
+      total: 5,
+      running: 0,
+      workers: 0,
+    });
+    const cb = await c.connect(b!);
+    assert.deepEqual(await cb.admin("prioritystatus"), ["counted\t0\t5\t0\t0"]);
+    assert.ok(
+      (await cb.admin("cluster")).includes("function\tcounted\t5\t0"),
+      "the cluster command shows the jobs",
+    );
+  },
+});
+
+Deno.test({
   name: "postgres: a unique id coalesces across servers; GET_STATUS works on any server",
   ignore,
   async fn() {

@@ -314,6 +314,14 @@ export interface ClusterQueue {
   /** The servers of the cluster, refreshed like {@link ClusterQueue.depth}. */
   servers(): readonly ClusterServer[];
   /**
+   * Before answering with {@link ClusterQueue.depth} and
+   * {@link ClusterQueue.servers}: `undefined` when they are current (the
+   * background refresh keeps them so while they are asked for), else a
+   * promise that settles once they are refreshed (or the refresh failed:
+   * the old figures stand).
+   */
+  currentFigures(): Promise<void> | undefined;
+  /**
    * The jobs of the shared queue that other servers hold or no server
    * holds yet (this server lists its own from memory), in handle order;
    * only those with a run-at time if `scheduledOnly`.

@@ -71,6 +71,8 @@ const RETRY_PAUSE_MS = 500;
 const LAZY_FLUSH_MS = 5;
 /** How long depth()/servers() keep refreshing after the last call. */
 const FIGURES_WANTED_MS = 10_000;
+/** Figures older than this are counted again before an admin or HTTP answer that shows them. */
+const FIGURES_FRESH_MS = 250;
 /** After a refresh of the figures that took t ms, the next waits this many t. */
 const FIGURES_DUTY_FACTOR = 9;
 
@@ -394,8 +396,13 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   #depth: ReadonlyMap<string, ClusterDepth> = new Map();
   #servers: readonly ClusterServer[] = [];
   #figuresWanted = 0;
-  /** No refresh of the figures before this (see #beat). */
+  /** When the latest refresh of the figures began (Date.now()). */
+  #figuresAt = 0;
+  /** The refresh of the figures in flight, if any. */
+  #figuresRefresh: Promise<void> | undefined;
+  /** No refresh of the figures before this (see #refreshFiguresNow). */
   #nextFiguresAt = 0;
+
   #nextHandle = 0;
   #handleEnd = 0;
   #spareBlock: number | undefined;
@@ -1090,8 +1097,37 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     return this.#servers;
   }
 
+  currentFigures(): Promise<void> | undefined {
+    const now = Date.now();
+    this.#figuresWanted = now;
+    // On a deep queue counted at most a tenth of the time: then the latest will do.
+    if (now - this.#figuresAt <= FIGURES_FRESH_MS || now < this.#nextFiguresAt) return undefined;
+    return this.#refreshFiguresNow().catch((err) =>
+      this.#log.warn("Cannot count the cluster's queue: {error}; answering with the last count", {
+        error: (err as Error).message,
+      })
+    );
+  }
+
+  /** Refresh the figures (one refresh at a time), and space the next by its cost. */
+  #refreshFiguresNow(): Promise<void> {
+    return this.#figuresRefresh ??= (async () => {
+      try {
+        const t0 = performance.now();
+        await answerWithin(this.refreshFigures(), this.#leaseMs, "a count of the queue");
+        this.#deadCache = await this.#loadDead();
+        // Counting reads the whole queue: on a deep one, at most a tenth of
+        // the time (10M jobs take seconds to count, on every server).
+        this.#nextFiguresAt = Date.now() + FIGURES_DUTY_FACTOR * (performance.now() - t0);
+      } finally {
+        this.#figuresRefresh = undefined;
+      }
+    })();
+  }
+
   /** Refresh {@link depth} and {@link servers} now (they refresh every heartbeat while asked for). */
   async refreshFigures(): Promise<void> {
+    const startedAt = Date.now();
     const [depth, servers] = await Promise.all([
       this.#fast`
         SELECT function, count(*) FILTER (WHERE owner IS NULL)::int AS queued,
@@ -1115,6 +1151,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       });
     }
     this.#depth = map;
+    this.#figuresAt = startedAt;
     this.#servers = servers.map((r) => ({
       id: r.id as number,
       name: r.name as string,
@@ -1175,12 +1212,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     await this.#freeOrphans();
     const now = Date.now();
     if (now - this.#figuresWanted < FIGURES_WANTED_MS && now >= this.#nextFiguresAt) {
-      // Counting reads the whole queue: on a deep one, at most a tenth of
-      // the time (10M jobs take seconds to count, on every server).
-      const t0 = performance.now();
-      await this.refreshFigures();
-      this.#deadCache = await this.#loadDead();
-      this.#nextFiguresAt = Date.now() + FIGURES_DUTY_FACTOR * (performance.now() - t0);
+      await this.#refreshFiguresNow();
     }
   }
 
