@@ -3,7 +3,9 @@ import { ServerProcess } from "./tests/store/_process.ts";
 
 const pg = await startPostgres();
 const url = await pg.createDatabase("peers");
-const servers = await Promise.all([0, 1, 2].map(() => ServerProcess.start({ args: ["--store", url] })));
+const servers = await Promise.all(
+  [0, 1, 2].map(() => ServerProcess.start({ args: ["--store", url] })),
+);
 const ports = servers.map((s) => s.port);
 const php = `
 $c = new GearmanClient();
@@ -14,7 +16,13 @@ for ($i = 0; $i < 300; $i++) {
 }
 `;
 await new Deno.Command("php", { args: ["-r", php] }).output();
-const status = async (i: number) => new TextDecoder().decode((await new Deno.Command("gearadmin", { args: ["-h", "127.0.0.1", "-p", String(ports[i]), "--status"], stdout: "piped" }).output()).stdout).trim();
+const status = async (i: number) =>
+  new TextDecoder().decode(
+    (await new Deno.Command("gearadmin", {
+      args: ["-h", "127.0.0.1", "-p", String(ports[i]), "--status"],
+      stdout: "piped",
+    }).output()).stdout,
+  ).trim();
 const rows = async () => (await pg.psql("SELECT count(*) FROM gearman_jobs", "peers")).trim();
 console.log("rows", await rows());
 for (const ms of [0, 50, 300, 1200]) {
