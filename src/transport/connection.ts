@@ -188,8 +188,8 @@ export class Connection {
   #replyWait: PromiseWithResolvers<void> | undefined;
   /** Replies whose place is kept ({@link holdReply}); made on first use. */
   #replies: HeldReplies | undefined;
-  /** Where output goes while a reply is held, else undefined. */
-  #heldTail: PacketWriter | undefined;
+  /** The newest reply held (output goes behind it), else undefined. */
+  #heldLast: HeldReply | undefined;
   /** Reading stopped because {@link MAX_HELD_REPLIES} replies were held. */
   #heldFull = false;
   /** Made when someone waits for the close (most connections end without a waiter). */
@@ -269,7 +269,8 @@ export class Connection {
    * @returns The outbox writer.
    */
   out(): PacketWriter {
-    return this.#heldTail ?? this.#outbox();
+    const last = this.#heldLast;
+    return last === undefined ? this.#outbox() : last.after;
   }
 
   /** The writer the socket is fed from (what {@link out} gives when no reply is held). */
@@ -309,7 +310,7 @@ export class Connection {
   holdReply(): HeldReply {
     const replies = this.#replies ??= new HeldReplies();
     const held = replies.hold();
-    this.#heldTail = held.after;
+    this.#heldLast = held;
     if (replies.size >= MAX_HELD_REPLIES && !this.#heldFull) {
       this.#heldFull = true;
       this.pause();
@@ -327,7 +328,7 @@ export class Connection {
     const replies = this.#replies;
     if (replies === undefined) return;
     replies.release(held, this.#outbox);
-    this.#heldTail = replies.tail;
+    this.#heldLast = replies.last;
     if (this.#heldFull && replies.size <= MAX_HELD_REPLIES / 2) {
       this.#heldFull = false;
       this.resume();
@@ -352,7 +353,7 @@ export class Connection {
   abort(): void {
     this.#out.reset();
     this.#replies?.clear();
-    this.#heldTail = undefined;
+    this.#heldLast = undefined;
     this.#closing = true;
     this.#framer.stop();
     this.#releaseReplyWait();

@@ -27,12 +27,21 @@ import { PacketWriter } from "../protocol/packet_writer.ts";
  * ```
  */
 export class HeldReply {
-  /** Where the reply is written. */
-  readonly out: PacketWriter = new PacketWriter(32);
-  /** What the connection wrote after this place and before the next one. */
-  readonly after: PacketWriter = new PacketWriter(64);
+  /** Where the reply is written (room for a JOB_CREATED without growing). */
+  readonly out: PacketWriter = new PacketWriter(64);
+  #after: PacketWriter | undefined;
   /** The reply is written: it and what follows may go once those before it have. */
   ready = false;
+
+  /** What the connection writes after this place and before the next one (made on first use). */
+  get after(): PacketWriter {
+    return this.#after ??= new PacketWriter(256);
+  }
+
+  /** Whether anything was written after this place. */
+  get followed(): boolean {
+    return this.#after !== undefined && this.#after.length > 0;
+  }
 }
 
 /**
@@ -65,10 +74,15 @@ export class HeldReplies {
     return this.#held.length - this.#head;
   }
 
+  /** The newest reply held and not yet sent (output goes behind it), or undefined when none is. */
+  get last(): HeldReply | undefined {
+    const held = this.#held;
+    return held.length > this.#head ? held[held.length - 1] : undefined;
+  }
+
   /** Where output goes while a reply is held (behind the newest), or undefined when none is. */
   get tail(): PacketWriter | undefined {
-    const held = this.#held;
-    return held.length > this.#head ? held[held.length - 1]!.after : undefined;
+    return this.last?.after;
   }
 
   /**
@@ -98,7 +112,7 @@ export class HeldReplies {
       const r = held[i++]!;
       const w = outbox();
       if (r.out.length > 0) w.bytes(r.out.take());
-      if (r.after.length > 0) w.bytes(r.after.take());
+      if (r.followed) w.bytes(r.after.take());
     }
     const moved = i - this.#head;
     if (i === held.length) {

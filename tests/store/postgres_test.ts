@@ -984,6 +984,38 @@ Deno.test({
 
 Deno.test({
   name:
+    "postgres: function names and cron fields with quotes, backslashes, commas and braces are stored as given, in plain and unique commits",
+  ignore,
+  async fn() {
+    const url = await freshDatabase();
+    const store = await PostgresJobStore.open(url, { name: "names" });
+    try {
+      const names = ['say "hi"', "back\\slash", "a,b", "{braces}", "", "NULL", "é ü 漢"];
+      for (const [i, fn] of names.entries()) {
+        store.enqueue({
+          ...storedJob(store.nextHandle(), fn, "", `plain ${i}`),
+          cron: `${fn}|cron`,
+        });
+        void store.enqueueUnique(storedJob(store.nextHandle(), fn, `u${i}`, `unique ${i}`));
+      }
+      await store.commit();
+      for (const [i, fn] of names.entries()) {
+        const jobs = await store.claim(fn, 10);
+        assert.deepEqual(
+          jobs.map((j) => [new TextDecoder().decode(j.data), j.cron]).sort(),
+          [[`plain ${i}`, `${fn}|cron`], [`unique ${i}`, ""]],
+          `function ${JSON.stringify(fn)}`,
+        );
+        store.release(jobs.map((j) => j.handle));
+      }
+    } finally {
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "postgres: jobs held by servers that are not in the cluster are given back after two heartbeats; a live server's are kept",
   ignore,
   async fn() {

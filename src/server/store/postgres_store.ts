@@ -105,6 +105,31 @@ function coalescingKey(unique: Uint8Array, data: Uint8Array): Uint8Array | undef
   return unique;
 }
 
+/**
+ * Integers as PostgreSQL's text form of an array (`{1,2,3}`), for a
+ * parameter cast to an integer array: one join, where postgres.js would
+ * quote and escape every element (5% of a server's time in unique submits).
+ */
+function intArray(xs: readonly number[]): string {
+  return "{" + xs.join(",") + "}";
+}
+
+/** Strings as PostgreSQL's text form of an array, each distinct one quoted once. */
+function textArray(xs: readonly string[]): string {
+  const quoted = new Map<string, string>();
+  let out = "{";
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i]!;
+    let q = quoted.get(x);
+    if (q === undefined) {
+      q = '"' + x.replaceAll("\\", "\\\\").replaceAll('"', '\\"') + '"';
+      quoted.set(x, q);
+    }
+    out += i === 0 ? q : "," + q;
+  }
+  return out + "}";
+}
+
 /** A job read back from the database. */
 function rowToJob(r: Record<string, unknown>, fn: string): StoredJob {
   return {
@@ -217,10 +242,18 @@ class RowBatch {
         substring(b.b FROM i.dof FOR i.dl), i.p, i.r, i.c, i.t,
         CASE WHEN i.rl < 0 THEN NULL ELSE substring(b.b FROM i.ro FOR i.rl) END,
         NULLIF(i.o, 0)
-      FROM b, unnest(${this.ids}::int8[], ${this.fns}::text[], ${this.uo}::int4[], ${this.ul}::int4[],
-        ${this.ko}::int4[], ${this.kl}::int4[], ${this.dof}::int4[], ${this.dl}::int4[],
-        ${this.ro}::int4[], ${this.rl}::int4[], ${this.pri}::int2[], ${this.runAt}::int8[],
-        ${this.cron}::text[], ${this.retries}::int4[], ${this.owner}::int8[])
+      FROM b, unnest(${intArray(this.ids)}::int8[], ${textArray(this.fns)}::text[], ${
+      intArray(this.uo)
+    }::int4[], ${intArray(this.ul)}::int4[],
+        ${intArray(this.ko)}::int4[], ${intArray(this.kl)}::int4[], ${
+      intArray(this.dof)
+    }::int4[], ${intArray(this.dl)}::int4[],
+        ${intArray(this.ro)}::int4[], ${intArray(this.rl)}::int4[], ${
+      intArray(this.pri)
+    }::int2[], ${intArray(this.runAt)}::int8[],
+        ${textArray(this.cron)}::text[], ${intArray(this.retries)}::int4[], ${
+      intArray(this.owner)
+    }::int8[])
         AS i(id, fn, uo, ul, ko, kl, dof, dl, ro, rl, p, r, c, t, o)
       ${onConflict}`.execute();
   }
@@ -238,10 +271,16 @@ class RowBatch {
       WITH b AS (SELECT ${blob}::bytea AS b),
       i AS (
         SELECT u.*, substring(b.b FROM u.ko FOR u.kl) AS k
-        FROM b, unnest(${this.ids}::int8[], ${this.fns}::text[], ${this.uo}::int4[], ${this.ul}::int4[],
-          ${this.ko}::int4[], ${this.kl}::int4[], ${this.dof}::int4[], ${this.dl}::int4[], ${this.ro}::int4[],
-          ${this.rl}::int4[], ${this.pri}::int2[], ${this.runAt}::int8[], ${this.cron}::text[],
-          ${this.retries}::int4[])
+        FROM b, unnest(${intArray(this.ids)}::int8[], ${textArray(this.fns)}::text[], ${
+      intArray(this.uo)
+    }::int4[], ${intArray(this.ul)}::int4[],
+          ${intArray(this.ko)}::int4[], ${intArray(this.kl)}::int4[], ${
+      intArray(this.dof)
+    }::int4[], ${intArray(this.dl)}::int4[], ${intArray(this.ro)}::int4[],
+          ${intArray(this.rl)}::int4[], ${intArray(this.pri)}::int2[], ${
+      intArray(this.runAt)
+    }::int8[], ${textArray(this.cron)}::text[],
+          ${intArray(this.retries)}::int4[])
           WITH ORDINALITY AS u(id, fn, uo, ul, ko, kl, dof, dl, ro, rl, p, r, c, t, n)
       ),
       ins AS (
@@ -683,7 +722,8 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       // Everything in it is safe to write twice (after a timeout, it is).
       // Only ends of jobs (a drain): one statement, committed by itself.
       const write: Promise<unknown> = retryIds.length + releases.length === 0
-        ? this.#fast`DELETE FROM gearman_jobs WHERE id = ANY(${removes}::int8[])`.execute()
+        ? this.#fast`DELETE FROM gearman_jobs WHERE id = ANY(${intArray(removes)}::int8[])`
+          .execute()
         : this.#fast.begin((tx) => {
           const q = this.#lazyWrites(tx, removes, retryIds, retryValues, releases, notify);
           return Promise.all(q);
@@ -727,7 +767,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   ): Promise<unknown>[] {
     const q: Promise<unknown>[] = [];
     if (removes.length > 0) {
-      q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${removes}::int8[])`.execute());
+      q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${intArray(removes)}::int8[])`.execute());
     }
     if (retryIds.length > 0) {
       q.push(
@@ -739,7 +779,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     }
     if (releases.length > 0) {
       q.push(
-        tx`UPDATE gearman_jobs SET owner = NULL WHERE id = ANY(${releases}::int8[])
+        tx`UPDATE gearman_jobs SET owner = NULL WHERE id = ANY(${intArray(releases)}::int8[])
            AND owner = ${this.serverId} RETURNING function`.then((r) => {
           for (const row of r) notify.add(row.function as string);
         }),
@@ -821,7 +861,10 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
         // a new submit with that id in this batch makes a new job.
         const q: Promise<unknown>[] = [];
         if (keyedRemoves.length > 0) {
-          q.push(tx`DELETE FROM gearman_jobs WHERE id = ANY(${keyedRemoves}::int8[])`.execute());
+          q.push(
+            tx`DELETE FROM gearman_jobs WHERE id = ANY(${intArray(keyedRemoves)}::int8[])`
+              .execute(),
+          );
         }
         for (const b of batches) q.push(b.insert(tx));
         if (uniques.length > 0) {
