@@ -88,6 +88,17 @@ const INT8_AS_NUMBER = {
 };
 
 /**
+ * bytea with the native hex codecs: postgres.js's go through node:buffer,
+ * 2x (decoding claimed jobs) to 7x (encoding a commit's blob) slower.
+ */
+const BYTEA = {
+  to: 17,
+  from: [17],
+  serialize: (x: Uint8Array): string => "\\x" + x.toHex(),
+  parse: (x: string): Uint8Array => Uint8Array.fromHex(x.slice(2)),
+};
+
+/**
  * The key under which a job coalesces with others: its unique id, or for
  * the unique id `-` a digest of its data (none when the data is empty),
  * as the dispatcher does in memory.
@@ -505,7 +516,7 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
         onnotice: () => {},
         connect_timeout: connectTimeoutSeconds,
         idle_timeout: 0,
-        types: { int8: INT8_AS_NUMBER },
+        types: { int8: INT8_AS_NUMBER, bytea: BYTEA },
         // No JIT and no parallel workers: the planner's costs come from
         // statistics taken before the last burst of submits, and short
         // queries were JIT-compiled (120-200 ms each) or forked two workers
