@@ -984,6 +984,39 @@ Deno.test({
 
 Deno.test({
   name:
+    "postgres: two servers committing the same unique ids in opposite orders at once both succeed and agree on every handle (no deadlock)",
+  ignore,
+  async fn() {
+    const url = await freshDatabase();
+    const a = await PostgresJobStore.open(url, { name: "a" });
+    const b = await PostgresJobStore.open(url, { name: "b" });
+    try {
+      for (let round = 0; round < 5; round++) {
+        const keys = Array.from(
+          { length: 200 },
+          (_, i) => `r${round}-${String(i).padStart(3, "0")}`,
+        );
+        const submit = (store: PostgresJobStore, key: string) =>
+          store.enqueueUnique(storedJob(store.nextHandle(), "both-ways", key, key));
+        const fromA = keys.map((k) => submit(a, k));
+        const fromB = keys.toReversed().map((k) => submit(b, k)).toReversed();
+        await Promise.all([a.commit(), b.commit()]);
+        assert.deepEqual(await Promise.all(fromB), await Promise.all(fromA), `round ${round}`);
+      }
+      const db = new URL(url).pathname.slice(1);
+      assert.equal(
+        (await (await postgresServer()).psql("SELECT count(*) FROM gearman_jobs", db)).trim(),
+        "1000",
+      );
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "postgres: function names and cron fields with quotes, backslashes, commas and braces are stored as given, in plain and unique commits",
   ignore,
   async fn() {

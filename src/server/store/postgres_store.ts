@@ -472,6 +472,8 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   #orphanOwners = new Set<number>();
   /** Durable commits in flight (settled promises). */
   readonly #durableInFlight = new Set<Promise<void>>();
+  /** Those of {@link #durableInFlight} that end jobs with a unique id. */
+  readonly #endingKeysInFlight = new Set<Promise<void>>();
   #unlisten: (() => Promise<void>) | undefined;
 
   private constructor(sql: Sql, fast: Sql, description: string, serverId: number, options: {
@@ -849,13 +851,15 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     this.#notify = new Set();
     let handles: number[] = [];
     // Commits run on several connections at once, so they are not ordered.
-    // Unique submits and ends of unique jobs wait for the commits before
-    // them (one may end, or add, the job holding that id); so does anything
-    // after a failure (a short pause instead of a busy retry loop).
+    // Ends of unique jobs wait for the commits before them (one may add the
+    // job); unique submits for those that end unique jobs (else a submit
+    // could coalesce with a job about to be deleted). Unique submits of
+    // concurrent commits need no order: one inserts, the other waits for it
+    // in ON CONFLICT and reads it again. Anything after a failure waits a
+    // short pause (not a busy retry loop).
     const waits: Promise<unknown>[] = [];
-    if ((uniques.length > 0 || keyedRemoves.length > 0) && this.#durableInFlight.size > 0) {
-      waits.push(...this.#durableInFlight);
-    }
+    if (keyedRemoves.length > 0) waits.push(...this.#durableInFlight);
+    else if (uniques.length > 0) waits.push(...this.#endingKeysInFlight);
     const pause = this.#failedAt + RETRY_PAUSE_MS - Date.now();
     if (pause > 0) waits.push(new Promise((r) => setTimeout(r, pause)));
     const held: number[] = [];
@@ -915,7 +919,11 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     // Lazy flushes wait for it: a job must be added before it is removed.
     const settled = done.then(() => {}, () => {});
     this.#durableInFlight.add(settled);
-    void settled.then(() => this.#durableInFlight.delete(settled));
+    if (keyedRemoves.length > 0) this.#endingKeysInFlight.add(settled);
+    void settled.then(() => {
+      this.#durableInFlight.delete(settled);
+      this.#endingKeysInFlight.delete(settled);
+    });
     return done.then(
       () => {
         this.#notifyAfterCommit(notify);
@@ -1319,6 +1327,18 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   }
 }
 
+/** Order of two unique submits by function, then coalescing key (bytes). */
+function compareKeys(a: UniqueSubmit, b: UniqueSubmit): number {
+  const fa = a.job.function;
+  const fb = b.job.function;
+  if (fa !== fb) return fa < fb ? -1 : 1;
+  const ka = a.key;
+  const kb = b.key;
+  const n = Math.min(ka.length, kb.length);
+  for (let i = 0; i < n; i++) if (ka[i] !== kb[i]) return ka[i]! - kb[i]!;
+  return ka.length - kb.length;
+}
+
 /**
  * Queue jobs with unique ids, in one statement: for each, the handle of
  * the job that holds its key in the cluster (itself, or the job it
@@ -1327,7 +1347,12 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
  */
 async function insertUniques(tx: Tx, uniques: UniqueSubmit[]): Promise<number[]> {
   const held: number[] = new Array(uniques.length);
-  let todo = uniques.map((_, i) => i);
+  // In one order for every transaction (function, key, then submit order):
+  // commits run concurrently, and two inserting the same two keys in
+  // opposite orders would each wait for the other (a deadlock).
+  let todo = uniques.map((_, i) => i).sort((a, b) =>
+    compareKeys(uniques[a]!, uniques[b]!) || a - b
+  );
   for (let attempt = 0; attempt < 5 && todo.length > 0; attempt++) {
     const again: number[] = [];
     // Statements of at most ROW_BATCH_BYTES of data (one job may be more);
