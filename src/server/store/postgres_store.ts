@@ -221,6 +221,27 @@ class RowBatch {
     this.#size += b.length;
   }
 
+  /** The columns as array literals, for parameters cast to arrays (see intArray). */
+  #literals() {
+    return {
+      ids: intArray(this.ids),
+      fns: textArray(this.fns),
+      uo: intArray(this.uo),
+      ul: intArray(this.ul),
+      ko: intArray(this.ko),
+      kl: intArray(this.kl),
+      dof: intArray(this.dof),
+      dl: intArray(this.dl),
+      ro: intArray(this.ro),
+      rl: intArray(this.rl),
+      pri: intArray(this.pri),
+      runAt: intArray(this.runAt),
+      cron: textArray(this.cron),
+      retries: intArray(this.retries),
+      owner: intArray(this.owner),
+    };
+  }
+
   /** All the bytes, copied now (the views may be reused after the call). */
   blob(): Uint8Array {
     const out = new Uint8Array(this.#size);
@@ -242,6 +263,7 @@ class RowBatch {
    */
   insert(sql: Tx | Sql): Promise<unknown> {
     const blob = this.blob();
+    const a = this.#literals();
     const onConflict = this.#keyed === 0
       ? sql``
       : sql`ON CONFLICT (function, ukey) WHERE ukey IS NOT NULL DO NOTHING`;
@@ -253,18 +275,10 @@ class RowBatch {
         substring(b.b FROM i.dof FOR i.dl), i.p, i.r, i.c, i.t,
         CASE WHEN i.rl < 0 THEN NULL ELSE substring(b.b FROM i.ro FOR i.rl) END,
         NULLIF(i.o, 0)
-      FROM b, unnest(${intArray(this.ids)}::int8[], ${textArray(this.fns)}::text[], ${
-      intArray(this.uo)
-    }::int4[], ${intArray(this.ul)}::int4[],
-        ${intArray(this.ko)}::int4[], ${intArray(this.kl)}::int4[], ${
-      intArray(this.dof)
-    }::int4[], ${intArray(this.dl)}::int4[],
-        ${intArray(this.ro)}::int4[], ${intArray(this.rl)}::int4[], ${
-      intArray(this.pri)
-    }::int2[], ${intArray(this.runAt)}::int8[],
-        ${textArray(this.cron)}::text[], ${intArray(this.retries)}::int4[], ${
-      intArray(this.owner)
-    }::int8[])
+      FROM b, unnest(${a.ids}::int8[], ${a.fns}::text[], ${a.uo}::int4[], ${a.ul}::int4[],
+        ${a.ko}::int4[], ${a.kl}::int4[], ${a.dof}::int4[], ${a.dl}::int4[],
+        ${a.ro}::int4[], ${a.rl}::int4[], ${a.pri}::int2[], ${a.runAt}::int8[],
+        ${a.cron}::text[], ${a.retries}::int4[], ${a.owner}::int8[])
         AS i(id, fn, uo, ul, ko, kl, dof, dl, ro, rl, p, r, c, t, o)
       ${onConflict}`.execute();
   }
@@ -278,20 +292,15 @@ class RowBatch {
    */
   insertKeyed(tx: Tx): Promise<{ n: number; held: number | null }[]> {
     const blob = this.blob();
+    const a = this.#literals();
     return tx<{ n: number; held: number | null }[]>`
       WITH b AS (SELECT ${blob}::bytea AS b),
       i AS (
         SELECT u.*, substring(b.b FROM u.ko FOR u.kl) AS k
-        FROM b, unnest(${intArray(this.ids)}::int8[], ${textArray(this.fns)}::text[], ${
-      intArray(this.uo)
-    }::int4[], ${intArray(this.ul)}::int4[],
-          ${intArray(this.ko)}::int4[], ${intArray(this.kl)}::int4[], ${
-      intArray(this.dof)
-    }::int4[], ${intArray(this.dl)}::int4[], ${intArray(this.ro)}::int4[],
-          ${intArray(this.rl)}::int4[], ${intArray(this.pri)}::int2[], ${
-      intArray(this.runAt)
-    }::int8[], ${textArray(this.cron)}::text[],
-          ${intArray(this.retries)}::int4[])
+        FROM b, unnest(${a.ids}::int8[], ${a.fns}::text[], ${a.uo}::int4[], ${a.ul}::int4[],
+          ${a.ko}::int4[], ${a.kl}::int4[], ${a.dof}::int4[], ${a.dl}::int4[], ${a.ro}::int4[],
+          ${a.rl}::int4[], ${a.pri}::int2[], ${a.runAt}::int8[], ${a.cron}::text[],
+          ${a.retries}::int4[])
           WITH ORDINALITY AS u(id, fn, uo, ul, ko, kl, dof, dl, ro, rl, p, r, c, t, n)
       ),
       ins AS (
