@@ -366,11 +366,12 @@ export class AdminCommands {
     return this.#withClusterJobs(out, false, (j, h) => `${h}\t${j.retries}\t0\t1\n`);
   }
 
-  #showUniqueJobs(): string {
+  /** Each job's unique id; in a cluster, the shared queue's jobs' too (as in `show jobs`). */
+  #showUniqueJobs(): string | Promise<string> {
     const jobs = this.#d.jobs;
     let out = "";
     for (const slot of jobs.slots()) out += `${byteString(jobs.unique(slot))}\n`;
-    return out + ".\n";
+    return this.#withClusterJobs(out, false, (j) => `${byteString(j.unique)}\n`);
   }
 
   /** Scheduled jobs: handle, function, run-at time (ISO 8601, UTC), unique; in a cluster, the shared queue's too. */

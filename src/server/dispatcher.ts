@@ -18,6 +18,7 @@ import { FunctionEntry } from "./function_entry.ts";
 import { hasUniqueKey, UniqueIndex } from "./unique_index.ts";
 import { JobState, JobTable, Priority, SPILL_BASE } from "./job_table.ts";
 import { Peer, type PeerConnection } from "./peer.ts";
+import type { HeldReply } from "../transport/held_replies.ts";
 import { nextCronTime } from "./cron.ts";
 import { FunctionMetrics } from "./job_metrics.ts";
 import { coarseNow, tickClock } from "../transport/coarse_clock.ts";
@@ -84,6 +85,11 @@ const CLAIMS_IN_FLIGHT = 2;
 const HOLD_LIMIT = 1024;
 /** Cluster: how often functions with idle workers look for due jobs (scheduled, or missed wake-ups). */
 const CLUSTER_POLL_MS = 500;
+/**
+ * Cluster: longest a GRAB is answered late while a claim of the worker's
+ * functions is in flight (it may bring a job), before NO_JOB.
+ */
+const GRAB_WAIT_MS = 250;
 
 /** The log calls the dispatcher makes. */
 export interface DispatcherLog {
@@ -100,6 +106,14 @@ interface Scheduled {
   at: number;
   slot: number;
   gen: number;
+}
+
+/** A GRAB answered once a claim of the worker's functions settles (see #grab). */
+interface GrabWaiter {
+  peer: Peer;
+  type: number;
+  held: HeldReply;
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** The Gearman dispatcher: every binary packet's semantics. */
@@ -165,6 +179,8 @@ export class Dispatcher {
   #movedSlots = new Map<number, number>();
   /** Running jobs cancelled by an admin: finished, not requeued, when their worker goes. */
   #cancelled = new Set<number>();
+  /** Cluster: GRABs waiting for a claim in flight (see #grab). */
+  readonly #grabWaiters = new Set<GrabWaiter>();
   /** Foreground clients waiting on jobs still only in the store, by handle number. */
   #diskWaiters = new Map<number, number[]>();
   /** The shared queue, when the store is shared by a cluster of servers. */
@@ -254,6 +270,8 @@ export class Dispatcher {
   drain(): number {
     if (this.#draining) return 0;
     this.#draining = true;
+    // GRABs waiting for a claim: nothing more is handed out.
+    for (const waiter of [...this.#grabWaiters]) this.#answerGrab(waiter);
     const jobs = this.jobs;
     let background = 0;
     for (const slot of [...jobs.slots()]) {
@@ -288,6 +306,7 @@ export class Dispatcher {
   /** Stop timers; the dispatcher is not used after this. */
   stop(): void {
     this.#stopped = true;
+    for (const waiter of [...this.#grabWaiters]) this.#answerGrab(waiter);
     clearInterval(this.#clusterTimer);
     clearTimeout(this.#scheduleTimer);
     for (const t of this.#jobTimers.values()) clearTimeout(t);
@@ -575,7 +594,8 @@ export class Dispatcher {
    * may be taking its jobs over).
    */
   get #handingOut(): boolean {
-    return !this.#draining && (this.#cluster === undefined || this.#cluster.leaseHeld);
+    return !this.#draining && !this.#stopped &&
+      (this.#cluster === undefined || this.#cluster.leaseHeld);
   }
 
   #noop(peer: Peer): void {
@@ -597,11 +617,18 @@ export class Dispatcher {
     }
   }
 
-  #grab(peer: Peer, type: number): void {
+  /**
+   * GRAB_JOB (and _UNIQ, _ALL): the best job for this worker, or NO_JOB.
+   * In a cluster, with nothing here but a claim of the worker's functions
+   * in flight, the answer waits for the claim (its place in the output
+   * kept), as a worker that registers and grabs right after a submit gets
+   * the job from gearmand. `w`: where to answer (a held reply's place).
+   */
+  #grab(peer: Peer, type: number, w?: PacketWriter): void {
     this.#unsleep(peer);
     peer.noopSent = false;
     if (!this.#handingOut) {
-      peer.conn.out().begin(RES, T.NO_JOB).end();
+      (w ?? peer.conn.out()).begin(RES, T.NO_JOB).end();
       return;
     }
     const jobs = this.jobs;
@@ -614,19 +641,51 @@ export class Dispatcher {
         const f = fns[i]!;
         const q = f.queues[p]!;
         if (f.spilled[p]! > 0 && q.length < PAGE_LOW_WATER) this.#pageIn(f, p);
-        else if (this.#cluster !== undefined && f.remote && p === 0) this.#claimSoon(f);
+        else if (this.#cluster !== undefined && p === 0) {
+          // Jobs may have come due in the shared queue (scheduled ones come
+          // due without a notification): a worker that grabs without
+          // sleeping looks, at most every CLUSTER_POLL_MS.
+          if (!f.remote && coarseNow() - f.claimedAt >= CLUSTER_POLL_MS) f.remote = true;
+          this.#claimSoon(f);
+        }
         const slot = q.shift(jobs);
         if (slot === 0) continue;
-        this.#assign(peer, f, slot, type);
+        this.#assign(peer, f, slot, type, w);
         // Others may have been woken for jobs this worker did not take.
         for (const g of fns) if (g.ready > 0) this.#wakeOne(g);
         return;
       }
     }
-    peer.conn.out().begin(RES, T.NO_JOB).end();
+    if (w === undefined && this.#cluster !== undefined && fns.some((f) => f.claims > 0)) {
+      const held = peer.conn.holdReply();
+      const waiter: GrabWaiter = { peer, type, held, timer: undefined };
+      waiter.timer = setTimeout(() => this.#answerGrab(waiter), GRAB_WAIT_MS);
+      this.#grabWaiters.add(waiter);
+      return;
+    }
+    (w ?? peer.conn.out()).begin(RES, T.NO_JOB).end();
   }
 
-  #assign(peer: Peer, f: FunctionEntry, slot: number, type: number): void {
+  /** Answer a GRAB that waited for a claim: a job if one came, else NO_JOB. */
+  #answerGrab(waiter: GrabWaiter): void {
+    if (!this.#grabWaiters.delete(waiter)) return;
+    clearTimeout(waiter.timer);
+    const { peer, type, held } = waiter;
+    if (this.peers.get(peer.id) === peer && !peer.conn.closed) this.#grab(peer, type, held.out);
+    peer.conn.releaseReply(held);
+  }
+
+  /** A claim settled: answer the GRABs it may concern (those with no claim left in flight). */
+  #claimSettled(): void {
+    for (const waiter of this.#grabWaiters) {
+      const fns = waiter.peer.functions;
+      if (fns.every((f) => f.claims === 0) || fns.some((f) => f.ready > 0)) {
+        this.#answerGrab(waiter);
+      }
+    }
+  }
+
+  #assign(peer: Peer, f: FunctionEntry, slot: number, type: number, out?: PacketWriter): void {
     const jobs = this.jobs;
     jobs.state[slot] = JobState.RUNNING;
     jobs.worker[slot] = peer.id;
@@ -635,7 +694,7 @@ export class Dispatcher {
     const now = coarseNow();
     f.metrics.wait.observe((now - jobs.stamp[slot]!) / 1000);
     jobs.stamp[slot] = now;
-    const w = peer.conn.out();
+    const w = out ?? peer.conn.out();
     const unique = jobs.unique(slot);
     const data = jobs.data(slot);
     const reducer = type === T.GRAB_JOB_ALL ? this.#reducers.get(slot) : undefined;
@@ -1559,7 +1618,9 @@ export class Dispatcher {
   /**
    * Claim jobs of `f` from the shared queue if its workers here may run
    * out: up to CLAIMS_IN_FLIGHT claims at once, so a batch arrives while
-   * the workers run the one before.
+   * the workers run the one before. Two start together only once a claim
+   * came back full: on a short queue they would split it between them
+   * and hand its jobs out of order.
    */
   #claimSoon(f: FunctionEntry): void {
     if (!f.remote || this.#draining || this.#stopped || f.workers.size === 0) return;
@@ -1567,6 +1628,7 @@ export class Dispatcher {
     if (f.claims >= CLAIMS_IN_FLIGHT || queued + f.claims * CLAIM_BATCH >= CLAIM_LOW_WATER) return;
     f.claims++;
     f.claimAgain = false;
+    f.claimedAt = coarseNow();
     const cluster = this.#cluster!;
     const name = f.name;
     cluster.claim(name, CLAIM_BATCH).then((rows) => {
@@ -1581,16 +1643,20 @@ export class Dispatcher {
       const g = this.functionEntry(name);
       for (const j of rows) this.#pageInJob(g, j);
       g.remote = rows.length >= CLAIM_BATCH || f.claimAgain;
+      g.claimedFull = rows.length >= CLAIM_BATCH;
       this.#claimSoon(g);
+      if (this.#grabWaiters.size > 0) this.#claimSettled();
     }, (err: Error) => {
       f.claims--;
       this.log.warn("Claiming jobs of {function} from the cluster failed: {error}; retrying soon", {
         function: name,
         error: err.message,
       });
+      if (this.#grabWaiters.size > 0) this.#claimSettled();
     });
-    // A second claim right away, while the workers here have little.
-    this.#claimSoon(f);
+    // On a deep queue, a second claim right away, while the workers here
+    // have little (on a short one it would split the queue and reorder it).
+    if (f.claimedFull) this.#claimSoon(f);
   }
 
   /** Another server queued jobs of `fn` (or one died): claim if workers here can do it. */

@@ -38,6 +38,10 @@ export class FunctionEntry {
   claims = 0;
   /** Cluster: more jobs were announced while claiming: claim again after. */
   claimAgain = false;
+  /** Cluster: when the latest claim of its jobs began (coarse ms). */
+  claimedAt = 0;
+  /** Cluster: the latest claim came back full (the shared queue is deep). */
+  claimedFull = false;
   /** Queue limits by priority; 0 = unlimited. Undefined: the server default. */
   maxQueue: [number, number, number] | undefined;
 

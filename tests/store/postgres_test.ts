@@ -384,6 +384,52 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "postgres: a worker that registers and grabs at once gets the jobs queued in the shared queue, first in first out (the GRAB waits for the claim); show unique jobs lists them on any server",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a, b] = await c.start(2);
+    const ca = await c.connect(a!);
+    const handles = await submitBackground(ca, "at-once", ["1", "2", "3"], (d) => `su-${d}`);
+    const cb = await c.connect(b!);
+    assert.deepEqual((await cb.admin("show unique jobs")).sort(), ["su-1", "su-2", "su-3"]);
+    // No worker anywhere until now: the jobs are in the shared queue only.
+    const w = await c.connect(b!);
+    w.send("CAN_DO", "at-once");
+    for (const h of handles) {
+      w.send("GRAB_JOB");
+      const [handle, , data] = await expectPacket(w, "JOB_ASSIGN");
+      assert.equal(handle, h, "jobs came in the order they were queued");
+      w.send("WORK_COMPLETE", handle!, data!);
+    }
+    w.send("GRAB_JOB");
+    await expectPacket(w, "NO_JOB");
+  },
+});
+
+Deno.test({
+  name: "postgres: a worker that grabs without ever sleeping gets a scheduled job once it is due",
+  ignore,
+  async fn() {
+    await using c = await Cluster.create();
+    const [a] = await c.start(1);
+    const ca = await c.connect(a!);
+    const due = Math.ceil(Date.now() / 1000) + 1;
+    const handle = await submitEpoch(ca, "due-later", "", due, "later");
+    const w = await c.connect(a!);
+    w.send("CAN_DO", "due-later");
+    w.send("GRAB_JOB");
+    await expectPacket(w, "NO_JOB");
+    // Past the due time (whole seconds) and a poll interval: grab again, never having slept.
+    await new Promise((r) => setTimeout(r, Math.max(0, due * 1000 - Date.now()) + 700));
+    w.send("GRAB_JOB");
+    const [got, , data] = await expectPacket(w, "JOB_ASSIGN");
+    assert.deepEqual([got, data], [handle, "later"]);
+  },
+});
+
+Deno.test({
   name: "postgres: a unique id coalesces across servers; GET_STATUS works on any server",
   ignore,
   async fn() {

@@ -71,8 +71,8 @@ const RETRY_PAUSE_MS = 500;
 const LAZY_FLUSH_MS = 5;
 /** How long depth()/servers() keep refreshing after the last call. */
 const FIGURES_WANTED_MS = 10_000;
-/** Figures older than this are counted again before an admin or HTTP answer that shows them. */
-const FIGURES_FRESH_MS = 250;
+/** A count of the queue that took less is not spaced out (see FIGURES_DUTY_FACTOR). */
+const CHEAP_COUNT_MS = 10;
 /** After a refresh of the figures that took t ms, the next waits this many t. */
 const FIGURES_DUTY_FACTOR = 9;
 
@@ -455,10 +455,10 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   #depth: ReadonlyMap<string, ClusterDepth> = new Map();
   #servers: readonly ClusterServer[] = [];
   #figuresWanted = 0;
-  /** When the latest refresh of the figures began (Date.now()). */
-  #figuresAt = 0;
   /** The refresh of the figures in flight, if any. */
   #figuresRefresh: Promise<void> | undefined;
+  /** The refresh to run after the one in flight (see #refreshFiguresNow). */
+  #figuresNext: Promise<void> | undefined;
   /** No refresh of the figures before this (see #refreshFiguresNow). */
   #nextFiguresAt = 0;
 
@@ -1169,10 +1169,10 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
   }
 
   currentFigures(): Promise<void> | undefined {
-    const now = Date.now();
-    this.#figuresWanted = now;
-    // On a deep queue counted at most a tenth of the time: then the latest will do.
-    if (now - this.#figuresAt <= FIGURES_FRESH_MS || now < this.#nextFiguresAt) return undefined;
+    this.#figuresWanted = Date.now();
+    // A deep queue takes long to count: counted at most a tenth of the
+    // time, and answered meanwhile with the latest count.
+    if (this.#figuresWanted < this.#nextFiguresAt) return undefined;
     return this.#refreshFiguresNow().catch((err) =>
       this.#log.warn("Cannot count the cluster's queue: {error}; answering with the last count", {
         error: (err as Error).message,
@@ -1180,25 +1180,34 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
     );
   }
 
-  /** Refresh the figures (one refresh at a time), and space the next by its cost. */
+  /**
+   * Count now. With a count in flight (it may have begun before what the
+   * caller wants counted), one more after it, shared by all who ask
+   * meanwhile.
+   */
   #refreshFiguresNow(): Promise<void> {
-    return this.#figuresRefresh ??= (async () => {
-      try {
-        const t0 = performance.now();
-        await answerWithin(this.refreshFigures(), this.#leaseMs, "a count of the queue");
-        this.#deadCache = await this.#loadDead();
-        // Counting reads the whole queue: on a deep one, at most a tenth of
-        // the time (10M jobs take seconds to count, on every server).
-        this.#nextFiguresAt = Date.now() + FIGURES_DUTY_FACTOR * (performance.now() - t0);
-      } finally {
-        this.#figuresRefresh = undefined;
-      }
+    const inFlight = this.#figuresRefresh;
+    if (inFlight !== undefined) {
+      return this.#figuresNext ??= inFlight.catch(() => {}).then(() => {
+        this.#figuresNext = undefined;
+        return this.#refreshFiguresNow();
+      });
+    }
+    const count = (async () => {
+      const t0 = performance.now();
+      await answerWithin(this.refreshFigures(), this.#leaseMs, "a count of the queue");
+      this.#deadCache = await this.#loadDead();
+      // Counting reads the whole queue: on a deep one (10M jobs take
+      // seconds, on every server), at most a tenth of the time.
+      const took = performance.now() - t0;
+      this.#nextFiguresAt = took < CHEAP_COUNT_MS ? 0 : Date.now() + FIGURES_DUTY_FACTOR * took;
     })();
+    this.#figuresRefresh = count.finally(() => this.#figuresRefresh = undefined);
+    return this.#figuresRefresh;
   }
 
   /** Refresh {@link depth} and {@link servers} now (they refresh every heartbeat while asked for). */
   async refreshFigures(): Promise<void> {
-    const startedAt = Date.now();
     const [depth, servers] = await Promise.all([
       this.#fast`
         SELECT function, count(*) FILTER (WHERE owner IS NULL)::int AS queued,
@@ -1222,7 +1231,6 @@ export class PostgresJobStore implements JobStore, ClusterQueue {
       });
     }
     this.#depth = map;
-    this.#figuresAt = startedAt;
     this.#servers = servers.map((r) => ({
       id: r.id as number,
       name: r.name as string,
