@@ -15,6 +15,7 @@ import { byteStringBytes } from "../protocol/_bytes.ts";
 import { acceptConnections, logAcceptFailures } from "../transport/accept_loop.ts";
 import { addrText } from "../transport/connection.ts";
 import { percentDecode, queryParam } from "./byte_text.ts";
+import { withCurrentFigures } from "../server/store/job_store.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./exposition.ts";
 import {
   apiJobs,
@@ -99,12 +100,6 @@ const STATIC: Record<string, { body: string; type: string }> = {
   "/favicon.svg": { body: FAVICON_SVG, type: "image/svg+xml" },
   "/favicon.ico": { body: FAVICON_SVG, type: "image/svg+xml" },
 };
-
-/** `respond()`, once a cluster's figures are current (at once without a cluster). */
-function afterFigures(s: ObservedServer, respond: () => Response): Response | Promise<Response> {
-  const refreshed = s.dispatcher.store.cluster?.currentFigures();
-  return refreshed === undefined ? respond() : refreshed.then(respond);
-}
 
 function text(body: string, status = 200, type = "text/plain; charset=utf-8"): Response {
   return new Response(body, { status, headers: { ...securityHeaders, "content-type": type } });
@@ -407,7 +402,10 @@ export class HttpFrontEnd {
         return text(`not ready: ${why.join(", ")}\n`, 503);
       }
       case "/metrics":
-        return afterFigures(s, () => text(metricsText(s), 200, PROMETHEUS_CONTENT_TYPE));
+        return withCurrentFigures(
+          s.dispatcher.store.cluster,
+          () => text(metricsText(s), 200, PROMETHEUS_CONTENT_TYPE),
+        );
     }
     const file = STATIC[path];
     if (file === undefined) return text("Not found\n", 404);
@@ -427,7 +425,10 @@ export class HttpFrontEnd {
     if (read) {
       switch (route) {
         case "status":
-          return afterFigures(s, () => json(apiStatus(s, this.#token !== undefined)));
+          return withCurrentFigures(
+            s.dispatcher.store.cluster,
+            () => json(apiStatus(s, this.#token !== undefined)),
+          );
         case "workers":
           return json(apiWorkers(s));
         case "history":

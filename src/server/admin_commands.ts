@@ -6,7 +6,7 @@
 import { byteString } from "../protocol/_bytes.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import type { Peer } from "./peer.ts";
-import type { ClusterJob } from "./store/job_store.ts";
+import { type ClusterJob, withCurrentFigures } from "./store/job_store.ts";
 
 /**
  * Who may run read-only admin commands on the Gearman port (`--admin-read`,
@@ -191,11 +191,11 @@ export class AdminCommands {
       case "workers":
         return this.#workers();
       case "status":
-        return this.#withFigures(() => this.#status());
+        return withCurrentFigures(this.#d.store.cluster, () => this.#status());
       case "cluster":
-        return this.#withFigures(() => this.#cluster());
+        return withCurrentFigures(this.#d.store.cluster, () => this.#cluster());
       case "prioritystatus":
-        return this.#withFigures(() => this.#priorityStatus());
+        return withCurrentFigures(this.#d.store.cluster, () => this.#priorityStatus());
       case "jobs":
         return this.#jobs();
       case "clients":
@@ -262,12 +262,6 @@ export class AdminCommands {
       out += "\n";
     }
     return out + ".\n";
-  }
-
-  /** `answer()`, once the cluster's figures are current (at once without a cluster). */
-  #withFigures(answer: () => string): string | Promise<string> {
-    const refreshed = this.#d.store.cluster?.currentFigures();
-    return refreshed === undefined ? answer() : refreshed.then(answer);
   }
 
   #status(): string {

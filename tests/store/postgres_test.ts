@@ -40,6 +40,11 @@ function postgresServer(): Promise<TempPostgres> {
   return pg ??= startPostgres();
 }
 
+/** Run SQL with psql in the database of `url` (one from freshDatabase); the output, trimmed. */
+async function psqlIn(url: string, sql: string): Promise<string> {
+  return (await (await postgresServer()).psql(sql, new URL(url).pathname.slice(1))).trim();
+}
+
 let databases = 0;
 /** A fresh database for one test. */
 async function freshDatabase(): Promise<string> {
@@ -100,19 +105,12 @@ class Cluster implements AsyncDisposable {
 
   /** Rows left in the shared queue. */
   async rows(where = "true"): Promise<number> {
-    const db = new URL(this.url).pathname.slice(1);
-    return Number((await (await postgresServer()).psql(
-      `SELECT count(*) FROM gearman_jobs WHERE ${where}`,
-      db,
-    )).trim());
+    return Number(await psqlIn(this.url, `SELECT count(*) FROM gearman_jobs WHERE ${where}`));
   }
 
   /** Rows in a table of the cluster's database. */
   async count(table: string): Promise<number> {
-    const db = new URL(this.url).pathname.slice(1);
-    return Number(
-      (await (await postgresServer()).psql(`SELECT count(*) FROM ${table}`, db)).trim(),
-    );
+    return Number(await psqlIn(this.url, `SELECT count(*) FROM ${table}`));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -655,20 +653,18 @@ Deno.test({
     await using c = await Cluster.create();
     const [s] = await c.start(1);
     await s!.kill("SIGTERM");
-    const db = new URL(c.url).pathname.slice(1);
-    const p = await postgresServer();
     assert.equal(
-      (await p.psql("SELECT version FROM gearman_schema", db)).trim(),
+      await psqlIn(c.url, "SELECT version FROM gearman_schema"),
       String(MIGRATIONS.length),
     );
-    await p.psql("UPDATE gearman_schema SET version = 99", db);
+    await psqlIn(c.url, "UPDATE gearman_schema SET version = 99");
     const r = await runServer({ args: ["--store", c.url] });
     assert.equal(r.code, 1);
     assert.match(
       oneErrorLine(r.stderr),
       new RegExp(`schema is version 99, newer than this server's ${MIGRATIONS.length}; upgrade`),
     );
-    assert.equal((await p.psql("SELECT version FROM gearman_schema", db)).trim(), "99");
+    assert.equal(await psqlIn(c.url, "SELECT version FROM gearman_schema"), "99");
   },
 });
 
@@ -710,11 +706,7 @@ Deno.test({
     );
     await server.shutdown();
     // The store was closed with the server: this server left the server list.
-    const db = new URL(url).pathname.slice(1);
-    assert.equal(
-      (await (await postgresServer()).psql("SELECT count(*) FROM gearman_servers", db)).trim(),
-      "0",
-    );
+    assert.equal(await psqlIn(url, "SELECT count(*) FROM gearman_servers"), "0");
   },
 });
 
@@ -880,12 +872,8 @@ Deno.test({
     } finally {
       await store.close();
     }
-    const db = new URL(url).pathname.slice(1);
     assert.equal(
-      (await (await postgresServer()).psql(
-        "SELECT string_agg(failed_at::text, ',' ORDER BY id) FROM gearman_dead",
-        db,
-      )).trim(),
+      await psqlIn(url, "SELECT string_agg(failed_at::text, ',' ORDER BY id) FROM gearman_dead"),
       "1700000000000,1700000005000",
     );
   },
@@ -897,16 +885,14 @@ Deno.test({
   ignore,
   async fn() {
     const url = await freshDatabase();
-    const db = new URL(url).pathname.slice(1);
-    const p = await postgresServer();
-    await p.psql(
+    await psqlIn(
+      url,
       `${MIGRATIONS[0]}
       CREATE TABLE gearman_schema (version integer NOT NULL);
       INSERT INTO gearman_schema VALUES (1);
       INSERT INTO gearman_dead (handle, function, uniq, data, priority, retries, failed_at, reason)
         VALUES (5, 'f', '', 'a', 1, 2, 1000, 'r'), (5, 'f', '', 'a', 1, 2, 1000, 'r'),
           (5, 'f', '', 'a', 1, 3, 9000, 'r'), (6, 'g', '', 'b', 1, 2, 1000, 'r');`,
-      db,
     );
     const store = await PostgresJobStore.open(url, { name: "upgrade" });
     try {
@@ -918,7 +904,7 @@ Deno.test({
       await store.close();
     }
     assert.equal(
-      (await p.psql("SELECT version FROM gearman_schema", db)).trim(),
+      await psqlIn(url, "SELECT version FROM gearman_schema"),
       String(MIGRATIONS.length),
     );
   },
@@ -944,13 +930,8 @@ Deno.test({
       const plain = a.nextHandle();
       a.enqueue(job(plain, "", "plain"));
       await a.commit();
-      const db = new URL(url).pathname.slice(1);
-      const rows = async (where: string) =>
-        (await (await postgresServer()).psql(
-          `SELECT count(*) FROM gearman_jobs WHERE ${where}`,
-          db,
-        ))
-          .trim();
+      const rows = (where: string) =>
+        psqlIn(url, `SELECT count(*) FROM gearman_jobs WHERE ${where}`);
       assert.equal(await rows("uniq = 'same-id'"), "1");
       assert.equal(await rows(`id = ${hb} AND data = 'from b'`), "1");
       assert.equal(await rows(`id = ${plain}`), "1");
@@ -1049,11 +1030,7 @@ Deno.test({
         await Promise.all([a.commit(), b.commit()]);
         assert.deepEqual(await Promise.all(fromB), await Promise.all(fromA), `round ${round}`);
       }
-      const db = new URL(url).pathname.slice(1);
-      assert.equal(
-        (await (await postgresServer()).psql("SELECT count(*) FROM gearman_jobs", db)).trim(),
-        "1000",
-      );
+      assert.equal(await psqlIn(url, "SELECT count(*) FROM gearman_jobs"), "1000");
     } finally {
       await a.close();
       await b.close();
@@ -1100,8 +1077,7 @@ Deno.test({
   async fn() {
     const url = await freshDatabase();
     const store = await PostgresJobStore.open(url, { name: "sweeper", leaseMs: 2000 });
-    const db = new URL(url).pathname.slice(1);
-    const psql = async (q: string) => (await (await postgresServer()).psql(q, db)).trim();
+    const psql = (q: string) => psqlIn(url, q);
     try {
       for (let i = 0; i < 6; i++) {
         store.enqueue(storedJob(store.nextHandle(), "orphaned", "", `job ${i}`));
@@ -1157,11 +1133,7 @@ Deno.test({
     } finally {
       await store.close();
     }
-    const db = new URL(url).pathname.slice(1);
-    assert.equal(
-      (await (await postgresServer()).psql("SELECT count(*) FROM gearman_jobs", db)).trim(),
-      "0",
-    );
+    assert.equal(await psqlIn(url, "SELECT count(*) FROM gearman_jobs"), "0");
   },
 });
 

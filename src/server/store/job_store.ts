@@ -328,3 +328,19 @@ export interface ClusterQueue {
    */
   otherJobs(scheduledOnly: boolean): Promise<ClusterJob[]>;
 }
+
+/**
+ * `answer()`, once a cluster's figures are current (see
+ * {@link ClusterQueue.currentFigures}); at once without a cluster.
+ *
+ * @param cluster The store's cluster, if any.
+ * @param answer Builds the answer from the figures.
+ * @returns The answer, or a promise of it.
+ */
+export function withCurrentFigures<T>(
+  cluster: ClusterQueue | undefined,
+  answer: () => T,
+): T | Promise<T> {
+  const refreshed = cluster?.currentFigures();
+  return refreshed === undefined ? answer() : refreshed.then(answer);
+}
